@@ -1,0 +1,221 @@
+"""The one write path: idempotent ``INSERT … ON CONFLICT`` upserts, dead letters and sync runs.
+
+Writers take a ``Session`` and never commit: the caller's transaction does, so one batch is one
+transaction and a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from store.models import Base, IngestReject, SyncRun
+
+REJECT_PAYLOAD_LIMIT = 16_384
+# Stay under SQLite's 32,766 bound-parameter limit and PostgreSQL's 65,535.
+_MAX_PARAMS_PER_STATEMENT = 30_000
+
+
+@dataclass
+class UpsertResult:
+    """How many rows a batch inserted and how many were already there (or updated in place)."""
+
+    inserted: int = 0
+    existing: int = 0
+
+    def __iadd__(self, other: UpsertResult) -> UpsertResult:
+        self.inserted += other.inserted
+        self.existing += other.existing
+        return self
+
+
+@dataclass
+class IngestResult:
+    """What a receiver or collector did with one batch; `rejected` items are dead-lettered."""
+
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    ignored: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, result: UpsertResult) -> None:
+        self.stored += result.inserted
+        self.duplicates += result.existing
+
+    def merge(self, other: IngestResult) -> None:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.ignored += other.ignored
+        self.reasons.extend(other.reasons)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "ignored": self.ignored,
+        }
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def upsert(
+    session: Session,
+    model: type[Base],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] = (),
+) -> UpsertResult:
+    """Insert ``rows``; on a natural-key conflict do nothing, or update the ``update`` columns.
+
+    Returns how many rows were new. The count comes from ``RETURNING`` (SQLite ≥ 3.35 and
+    PostgreSQL), so a retried batch reports ``inserted == 0``. With ``update`` set, rows that
+    already existed are updated and counted as existing.
+    """
+    result = UpsertResult()
+    if not rows:
+        return result
+    table: Table = model.__table__  # type: ignore[assignment]
+    dialect = session.get_bind().dialect.name
+    ctor: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if dialect not in ("postgresql", "sqlite"):
+        raise ValueError(f"unsupported dialect {dialect!r}: use SQLite or PostgreSQL")
+    # Duplicates inside one batch would make PostgreSQL's ON CONFLICT DO UPDATE fail
+    # ("cannot affect row a second time"); the last occurrence wins, as a replay would.
+    unique: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    for row in rows:
+        unique[tuple(row[c] for c in conflict)] = row
+    batch = list(unique.values())
+    result.existing += len(rows) - len(batch)
+    width = max(1, len(batch[0]))
+    chunk = max(1, _MAX_PARAMS_PER_STATEMENT // width)
+    for start in range(0, len(batch), chunk):
+        part = batch[start : start + chunk]
+        stmt = ctor(table).values(part)
+        if update:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(conflict),
+                set_={c: stmt.excluded[c] for c in update},
+            )
+            # xmax = 0 only for freshly inserted rows on PostgreSQL; SQLite cannot tell, so
+            # there we count rows that did not exist before the statement.
+            if dialect == "postgresql":
+                flags = session.execute(stmt.returning(table.c.id, _pg_inserted_flag())).all()
+                new = sum(1 for _, inserted in flags if inserted)
+            else:
+                before = _count_existing(session, table, conflict, part)
+                session.execute(stmt)
+                new = len(part) - before
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+            new = len(session.execute(stmt.returning(table.c.id)).all())
+        result.inserted += new
+        result.existing += len(part) - new
+    return result
+
+
+def _pg_inserted_flag() -> Any:
+    from sqlalchemy import literal_column
+
+    return literal_column("(xmax = 0)").label("inserted")
+
+
+def _count_existing(
+    session: Session, table: Table, conflict: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> int:
+    from sqlalchemy import and_, or_
+
+    keys = [and_(*(table.c[c] == row[c] for c in conflict)) for row in rows]
+    found = 0
+    for start in range(0, len(keys), 200):
+        found += len(
+            session.execute(select(table.c.id).where(or_(*keys[start : start + 200]))).all()
+        )
+    return found
+
+
+def bounded_payload(payload: Any, limit: int = REJECT_PAYLOAD_LIMIT) -> tuple[str, bool]:
+    """Render ``payload`` as text, cut to ``limit`` characters; says whether it was cut."""
+    if isinstance(payload, bytes):
+        text = payload.decode("utf-8", errors="replace")
+    elif isinstance(payload, str):
+        text = payload
+    else:
+        try:
+            text = json.dumps(payload, sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            text = repr(payload)
+    return (text[:limit], True) if len(text) > limit else (text, False)
+
+
+def record_rejects(
+    session: Session,
+    *,
+    source: str,
+    rejects: Iterable[tuple[int | None, str, Any]],
+    received_at: datetime | None = None,
+) -> int:
+    """Dead-letter ``(index, reason, payload)`` items; returns how many were recorded."""
+    at = received_at or utcnow()
+    rows = []
+    for index, reason, payload in rejects:
+        text, truncated = bounded_payload(payload)
+        rows.append(
+            IngestReject(
+                source=source,
+                received_at=at,
+                item_index=index,
+                reason=reason[:2000],
+                payload=text,
+                payload_truncated=truncated,
+            )
+        )
+    session.add_all(rows)
+    session.flush()
+    return len(rows)
+
+
+def record_sync_run(
+    session: Session,
+    *,
+    source: str,
+    started_at: datetime,
+    result: IngestResult | None,
+    error: str | None = None,
+    cursor: str | None = None,
+    finished_at: datetime | None = None,
+) -> SyncRun:
+    """Append one collector/receiver run to ``sync_runs``."""
+    if error is not None:
+        status = "failed"
+    elif result is not None and result.rejected:
+        status = "partial"
+    else:
+        status = "ok"
+    run = SyncRun(
+        source=source,
+        started_at=started_at,
+        finished_at=finished_at or utcnow(),
+        status=status,
+        rows_stored=result.stored if result else 0,
+        rows_duplicate=result.duplicates if result else 0,
+        rows_rejected=result.rejected if result else 0,
+        cursor=cursor,
+        error=error[:4000] if error else None,
+    )
+    session.add(run)
+    session.flush()
+    return run
