@@ -77,7 +77,7 @@ def read_bundle(data: bytes) -> Bundle:
                 handle = tar.extractfile(member)
                 if handle is None:
                     continue
-                files["/" + member.name.lstrip("./").lstrip("/")] = handle.read()
+                files["/" + member.name.removeprefix("./").lstrip("/")] = handle.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise InvalidItem(f"bundle: not a gzipped tarball ({exc})") from exc
     manifest: dict[str, Any] = {}

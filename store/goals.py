@@ -52,7 +52,7 @@ class Target(BaseModel):
     unit: Unit
 
     def describe(self) -> str:
-        return f"{self.op} {_fmt(self.value)} {self.unit}".replace(" %", " %")
+        return f"{self.op} {with_unit(self.value, self.unit)}"
 
 
 class Check(BaseModel):
@@ -288,8 +288,13 @@ class GateResult:
 
 def _fmt(value: float) -> str:
     if math.isclose(value, round(value), abs_tol=1e-9):
-        return str(int(round(value)))
+        return str(round(value))
     return f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:.0f}"
+
+
+def with_unit(value: float, unit: str) -> str:
+    """Render a value in its unit for people: `14.6 min`, `99.02 %`, `3` (counts bare)."""
+    return _fmt(value) if unit == "count" else f"{_fmt(value)} {unit}"
 
 
 def compare(value: float, op: str, target: float) -> bool:
@@ -333,7 +338,7 @@ def _reason(status: Status, value: float | None, check: Check, result: MetricVal
     target = check.target.describe()
     if status == "no_data":
         return f"no data: {result.detail or 'no samples in the window'}"
-    shown = f"{_fmt(value or 0.0)} {check.target.unit}"
+    shown = with_unit(value or 0.0, check.target.unit)
     if status == "missed":
         return f"{shown} is not {target}"
     if status == "at_risk":

@@ -6,21 +6,21 @@ transaction and a failure leaves nothing half-written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.models import Base, IngestReject, SyncRun
 
 REJECT_PAYLOAD_LIMIT = 16_384
-# Stay under SQLite's 32,766 bound-parameter limit and PostgreSQL's 65,535.
-_MAX_PARAMS_PER_STATEMENT = 30_000
+_ROWS_PER_CALL = 5_000
 
 
 @dataclass
@@ -100,28 +100,28 @@ def upsert(
         unique[tuple(row[c] for c in conflict)] = row
     batch = list(unique.values())
     result.existing += len(rows) - len(batch)
-    width = max(1, len(batch[0]))
-    chunk = max(1, _MAX_PARAMS_PER_STATEMENT // width)
-    for start in range(0, len(batch), chunk):
-        part = batch[start : start + chunk]
-        stmt = ctor(table).values(part)
+    # executemany with RETURNING: SQLAlchemy batches it as "insertmanyvalues" and caches the
+    # compiled statement, which is far cheaper than one giant VALUES clause per call.
+    for start in range(0, len(batch), _ROWS_PER_CALL):
+        part = batch[start : start + _ROWS_PER_CALL]
+        stmt = ctor(table)
         if update:
             stmt = stmt.on_conflict_do_update(
                 index_elements=list(conflict),
                 set_={c: stmt.excluded[c] for c in update},
             )
-            # xmax = 0 only for freshly inserted rows on PostgreSQL; SQLite cannot tell, so
-            # there we count rows that did not exist before the statement.
+            # Tell new rows from updated ones: PostgreSQL marks fresh rows with xmax = 0;
+            # SQLite hands new rows ids above the previous maximum rowid.
             if dialect == "postgresql":
-                flags = session.execute(stmt.returning(table.c.id, _pg_inserted_flag())).all()
+                flags = session.execute(stmt.returning(table.c.id, _pg_inserted_flag()), part).all()
                 new = sum(1 for _, inserted in flags if inserted)
             else:
-                before = _count_existing(session, table, conflict, part)
-                session.execute(stmt)
-                new = len(part) - before
+                ceiling = session.scalar(select(func.max(table.c.id))) or 0
+                ids = session.execute(stmt.returning(table.c.id), part).scalars().all()
+                new = sum(1 for i in ids if i > ceiling)
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
-            new = len(session.execute(stmt.returning(table.c.id)).all())
+            new = len(session.execute(stmt.returning(table.c.id), part).all())
         result.inserted += new
         result.existing += len(part) - new
     return result
@@ -131,20 +131,6 @@ def _pg_inserted_flag() -> Any:
     from sqlalchemy import literal_column
 
     return literal_column("(xmax = 0)").label("inserted")
-
-
-def _count_existing(
-    session: Session, table: Table, conflict: Sequence[str], rows: Sequence[Mapping[str, Any]]
-) -> int:
-    from sqlalchemy import and_, or_
-
-    keys = [and_(*(table.c[c] == row[c] for c in conflict)) for row in rows]
-    found = 0
-    for start in range(0, len(keys), 200):
-        found += len(
-            session.execute(select(table.c.id).where(or_(*keys[start : start + 200]))).all()
-        )
-    return found
 
 
 def bounded_payload(payload: Any, limit: int = REJECT_PAYLOAD_LIMIT) -> tuple[str, bool]:
@@ -168,23 +154,27 @@ def record_rejects(
     rejects: Iterable[tuple[int | None, str, Any]],
     received_at: datetime | None = None,
 ) -> int:
-    """Dead-letter ``(index, reason, payload)`` items; returns how many were recorded."""
+    """Dead-letter ``(index, reason, payload)`` items; returns how many items were rejected.
+
+    The same payload refused for the same reason is kept once (a re-sent batch adds no rows).
+    """
     at = received_at or utcnow()
     rows = []
     for index, reason, payload in rejects:
         text, truncated = bounded_payload(payload)
+        full = bounded_payload(payload, limit=10**9)[0] if truncated else text
         rows.append(
-            IngestReject(
-                source=source,
-                received_at=at,
-                item_index=index,
-                reason=reason[:2000],
-                payload=text,
-                payload_truncated=truncated,
-            )
+            {
+                "source": source,
+                "received_at": at,
+                "item_index": index,
+                "reason": reason[:2000],
+                "payload": text,
+                "payload_truncated": truncated,
+                "payload_hash": hashlib.sha256(full.encode("utf-8", "replace")).hexdigest(),
+            }
         )
-    session.add_all(rows)
-    session.flush()
+    upsert(session, IngestReject, rows, conflict=("source", "payload_hash", "reason"))
     return len(rows)
 
 

@@ -482,7 +482,10 @@ class IngestReject(Base):
     """A dead-lettered item: what came in (bounded), from where, and why it was refused."""
 
     __tablename__ = "ingest_rejects"
-    __table_args__ = (Index("ix_ingest_rejects_source_received_at", "source", "received_at"),)
+    __table_args__ = (
+        UniqueConstraint("source", "payload_hash", "reason"),
+        Index("ix_ingest_rejects_source_received_at", "source", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source: Mapped[str] = mapped_column(String(100))
@@ -491,6 +494,7 @@ class IngestReject(Base):
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)
     payload_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    payload_hash: Mapped[str] = mapped_column(String(64))
 
 
 class ActionAudit(Base):

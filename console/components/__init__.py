@@ -1,0 +1,1 @@
+"""Pure builders: evaluated results or frames in, Dash components and figures out."""

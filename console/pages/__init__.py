@@ -1,0 +1,1 @@
+"""One module per page; Dash Pages loads them by file (as `console.pages.<name>`)."""

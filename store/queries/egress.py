@@ -16,7 +16,8 @@ from store.queries.frames import frame
 def export_summary_frame(session: Session, *, window: Window) -> pd.DataFrame:
     """Per tenant: events, covered (valid token + watermark), 429s, 5xx, 503s, bytes."""
     covered = case(
-        ((ExportEvent.token_state == "valid") & ExportEvent.watermarked.is_(True), 1), else_=0
+        ((ExportEvent.token_state == "valid") & ExportEvent.watermarked.is_(True), 1),  # noqa: S105
+        else_=0,
     )
     stmt = (
         select(

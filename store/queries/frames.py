@@ -1,4 +1,4 @@
-"""Helpers shared by the read side: run a select into a DataFrame with fixed columns, percentiles."""
+"""Read-side helpers: a select into a DataFrame with fixed columns, and percentiles."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 16:17:41.235448
+Create Date: 2026-11-27 16:25:13.297793
 """
 
 from collections.abc import Sequence
@@ -272,7 +272,14 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("payload_truncated", sa.Boolean(), nullable=False),
+        sa.Column("payload_hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ingest_rejects")),
+        sa.UniqueConstraint(
+            "source",
+            "payload_hash",
+            "reason",
+            name=op.f("uq_ingest_rejects_source_payload_hash_reason"),
+        ),
     )
     with op.batch_alter_table("ingest_rejects", schema=None) as batch_op:
         batch_op.create_index(

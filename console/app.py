@@ -1,0 +1,55 @@
+"""The console's composition: the Dash app with its pages, shell and HTTP API on one Flask server.
+
+Dash is created as `Dash("console", …)` so the page files import as `console.pages.<name>` exactly
+once; `assets_folder` is the top-level `assets/` (CSS only, nothing from a CDN).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dash import Dash
+
+from console import shell
+from console.api import make_api
+from console.context import AppContext
+from console.runtime import set_context
+
+CONSOLE_DIR = Path(__file__).resolve().parent
+PAGES_DIR = CONSOLE_DIR / "pages"
+ASSETS_DIR = CONSOLE_DIR.parent / "assets"
+
+
+def _forget_unserved_callbacks() -> None:
+    """Drop `dash.callback`s that an earlier app registered but never took over.
+
+    Dash executes every page file anew for each app and hands the globally registered callbacks
+    to whichever app serves its first request. An app built and never served (a test calling
+    callbacks directly) would otherwise leave its page callbacks behind, and the next app would
+    send them to the browser twice (duplicate outputs).
+    """
+    from dash import _callback
+
+    _callback.GLOBAL_CALLBACK_LIST.clear()
+    _callback.GLOBAL_CALLBACK_MAP.clear()
+
+
+def create_app(ctx: AppContext) -> Dash:
+    """Build the console for ``ctx``: pages, shell layout and callbacks, `/healthz` and `/api/*`."""
+    set_context(ctx)
+    _forget_unserved_callbacks()
+    app = Dash(
+        "console",
+        use_pages=True,
+        pages_folder=str(PAGES_DIR),
+        assets_folder=str(ASSETS_DIR),
+        suppress_callback_exceptions=False,
+        title="Quarterdeck",
+        update_title=None,
+        serve_locally=True,
+    )
+    app.layout = shell.layout
+    shell.register_callbacks(app)
+    app.server.register_blueprint(make_api(ctx))
+    return app
+

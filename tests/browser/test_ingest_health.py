@@ -1,0 +1,35 @@
+"""Ingest health in Chromium: the demo's collector runs and dead letters render, no console errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from console.app import create_app
+from console.context import AppContext
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT = 30
+
+
+def test_ingest_health_shows_last_runs_and_rejects_without_console_errors(
+    browser_available: None, dash_duo: Any, demo_ctx: AppContext
+) -> None:
+    dash_duo.start_server(create_app(demo_ctx))
+
+    dash_duo.wait_for_page(url=f"{dash_duo.server_url}/ingest-health", timeout=TIMEOUT)
+
+    dash_duo.wait_for_element(".qd-runs tr[data-source='github']", timeout=TIMEOUT)
+    github = dash_duo.find_element(".qd-runs tr[data-source='github']")
+    assert "OK" in github.text
+    assert "Z" in github.text  # ISO UTC timestamps
+    partial = dash_duo.find_elements(".qd-runs .qd-run--partial")
+    assert partial and all(badge.text == "PARTIAL" for badge in partial)
+    assert dash_duo.find_elements(".qd-reject-counts tbody tr")
+    first_reject = dash_duo.find_element(".qd-rejects tbody tr")
+    first_reject.find_element("css selector", "summary").click()
+    assert first_reject.find_element("css selector", ".qd-payload").is_displayed()
+    assert dash_duo.driver.title == "Quarterdeck — Ingest health"
+    assert dash_duo.get_logs() == []
