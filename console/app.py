@@ -45,11 +45,10 @@ def create_app(ctx: AppContext) -> Dash:
         assets_folder=str(ASSETS_DIR),
         suppress_callback_exceptions=False,
         title="Quarterdeck",
-        update_title=None,
+        update_title=None,  # type: ignore[arg-type]  # documented: None disables it
         serve_locally=True,
     )
     app.layout = shell.layout
     shell.register_callbacks(app)
     app.server.register_blueprint(make_api(ctx))
     return app
-

@@ -32,6 +32,7 @@ from collectors import bundles as bundle_source
 from collectors import ci_ingest, exports, failover, github, incidents, opa, prometheus, route53
 from collectors.base import parse_time
 from console.context import AppContext
+from store.db import analyze
 from store.ingest import IngestResult, record_sync_run, upsert
 from store.models import BundlePin, SyncRun
 
@@ -1005,4 +1006,6 @@ def seed_demo(ctx: AppContext, *, force: bool = False) -> SeedReport:
             record_sync_run(
                 session, source="demo.seed", started_at=started, result=total, cursor=DEMO_VERSION
             )
+    if report.stored:
+        analyze(ctx.engine)
     return report

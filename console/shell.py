@@ -12,6 +12,7 @@ from typing import Any
 import dash
 from dash import ALL, Dash, Input, Output, dcc, html, no_update
 
+from console.components.html_attrs import aria_attrs
 from console.runtime import get_context
 
 SPRINT = "shell-sprint"
@@ -53,7 +54,7 @@ def _nav() -> html.Nav:
             for page in nav_pages()
         ],
         className="qd-nav",
-        **{"aria-label": "Pages"},
+        **aria_attrs(label="Pages"),
     )
 
 

@@ -79,6 +79,20 @@ def check_connection(engine: Engine) -> None:
         ) from exc
 
 
+def analyze(engine: Engine) -> None:
+    """Refresh planner statistics after a bulk load (PostgreSQL ANALYZE, SQLite PRAGMA optimize).
+
+    Fresh tables look empty to PostgreSQL's planner until autovacuum analyzes them, which turns
+    joins into nested loops; a bulk loader calls this once it has committed.
+    """
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+        elif engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA optimize")
+            conn.commit()
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Return a session factory bound to ``engine`` that keeps objects usable after commit."""
     return sessionmaker(engine, expire_on_commit=False)

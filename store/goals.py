@@ -289,7 +289,9 @@ class GateResult:
 def _fmt(value: float) -> str:
     if math.isclose(value, round(value), abs_tol=1e-9):
         return str(round(value))
-    return f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:.0f}"
+    text = f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:.0f}"
+    # Never let rounding show a whole number the value is not (14.999 is not "15").
+    return f"≈{text}" if "." not in text else text
 
 
 def with_unit(value: float, unit: str) -> str:

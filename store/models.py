@@ -172,12 +172,15 @@ class DeploymentStatus(Base):
     """One status of a deployment (`success` in a preview environment ends PR→preview)."""
 
     __tablename__ = "deployment_statuses"
-    __table_args__ = (UniqueConstraint("repo", "status_id"),)
+    __table_args__ = (
+        UniqueConstraint("repo", "status_id"),
+        Index("ix_deployment_statuses_repo_deployment_id", "repo", "deployment_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     repo: Mapped[str] = mapped_column(String(200))
     status_id: Mapped[int] = mapped_column(BigInteger)
-    deployment_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    deployment_id: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(20))
     environment: Mapped[str] = mapped_column(String(200))
     environment_url: Mapped[str | None] = mapped_column(String(500))

@@ -138,3 +138,13 @@ def demo_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
     seed_demo(context)
     yield context
     context.engine.dispose()
+
+
+@pytest.fixture
+def pg_ctx(tmp_path: Path) -> Iterator[AppContext]:
+    """An app context over a migrated, empty PostgreSQL schema."""
+    from store.db import session_factory
+
+    for eng in _pg_schema_engine():
+        upgrade(eng)
+        yield AppContext(settings=make_settings(tmp_path), engine=eng, sessions=session_factory(eng))

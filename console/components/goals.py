@@ -1,4 +1,4 @@
-"""Pure builders for the Overview: goal cards, the status summary, promotion gates, error panels.
+"""Pure builders for the Overview: goal cards, the status summary and the promotion gates.
 
 Everything here takes evaluated results (no session, no context) and returns Dash components, so it
 is tested without a server. Status is always shown as colour *and* text; no data is grey.
@@ -16,7 +16,8 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import dcc, html
 
-from store.goals import CheckResult, GateResult, TrendPoint
+from console.components.html_attrs import aria_attrs, data_attrs
+from store.goals import CheckResult, GateResult, TrendPoint, with_unit
 from store.metrics import Window
 
 STATUSES = ("met", "at_risk", "missed", "no_data")
@@ -62,25 +63,11 @@ class PageRef:
 # --------------------------------------------------------------------------------------------
 
 
-def format_number(value: float) -> str:
-    """Format a number compactly without letting rounding fake a whole number (14.99 ≠ 15)."""
-    if math.isclose(value, round(value), abs_tol=1e-9):
-        return str(int(round(value)))
-    digits = 1 if abs(value) >= 1 else 2
-    text = f"{value:.{digits}f}"
-    while digits < 4 and math.isclose(float(text), round(float(text)), abs_tol=1e-12):
-        digits += 1
-        text = f"{value:.{digits}f}"
-    stripped = text.rstrip("0")
-    return text if stripped.endswith(".") else stripped
-
-
 def format_value(value: float | None, unit: str) -> str:
-    """Format a value in its unit: `13.8 min`, `99.4 %`, `0` (counts carry no unit); None → `—`."""
+    """Format a value in its unit as the reasons do (`13.8 min`, `99.4 %`, `0`); None → `—`."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    number = format_number(value)
-    return number if unit == "count" else f"{number} {unit}"
+    return with_unit(value, unit)
 
 
 def format_target(target: Mapping[str, Any]) -> str:
@@ -109,12 +96,12 @@ def status_badge(status: str) -> html.Span:
 
 def status_summary(results: Sequence[CheckResult]) -> html.Div:
     """The strip of goal counts per status."""
-    counts = Counter(r.status for r in results)
+    counts: Counter[str] = Counter(r.status for r in results)
     items: list[Any] = [
         html.Div(
             [html.Span(str(counts.get(s, 0)), className="qd-summary-count"), STATUS_LABELS[s]],
             className=f"qd-summary-item {STATUS_CLASSES[s]}",
-            **{"data-status": s},
+            **data_attrs(status=s),
         )
         for s in STATUSES
     ]
@@ -194,14 +181,14 @@ def goal_card(result: CheckResult, *, pages: Mapping[str, PageRef]) -> html.Arti
     status_class = STATUS_CLASSES.get(result.status, STATUS_CLASSES["no_data"])
     owner = " · ".join(x for x in (result.epic, result.owner) if x)
     samples = f"{result.samples} sample" + ("" if result.samples == 1 else "s")
-    definition: list[Any] = [html.Summary("Definition"), html.P(result.definition)]
-    definition.append(
-        html.P(
-            [html.Code(result.metric), f" · aggregation {result.aggregation}"]
-            + ([f" · {result.detail}"] if result.detail else []),
-            className="qd-goal-metric",
-        )
-    )
+    measured: list[Any] = [html.Code(result.metric), f" · aggregation {result.aggregation}"]
+    if result.detail:
+        measured.append(f" · {result.detail}")
+    definition = [
+        html.Summary("Definition"),
+        html.P(result.definition),
+        html.P(measured, className="qd-goal-metric"),
+    ]
     return html.Article(
         [
             html.Div(
@@ -235,7 +222,7 @@ def goal_card(result: CheckResult, *, pages: Mapping[str, PageRef]) -> html.Arti
             ),
         ],
         className=f"qd-goal {status_class}",
-        **{"data-goal": result.id, "data-status": result.status},
+        **data_attrs(goal=result.id, status=result.status),
     )
 
 
@@ -248,7 +235,7 @@ def _check_item(check: CheckResult) -> html.Li:
     children: list[Any] = [status_badge(check.status), " ", html.Span(check.title)]
     if check.status != "met":
         children.append(html.Div(check.reason, className="qd-check-reason"))
-    return html.Li(children, className="qd-check", **{"data-check": check.id})
+    return html.Li(children, className="qd-check", **data_attrs(check=check.id))
 
 
 def _check_list(checks: Sequence[CheckResult], empty: str) -> html.Ul | html.Span:
@@ -290,7 +277,7 @@ def gates_table(gates: Sequence[GateResult]) -> html.Table | html.P:
                 html.Td(_check_list(gate.verification, "none")),
                 html.Td(gate.rollback or "—"),
             ],
-            **{"data-stage": gate.stage},
+            **data_attrs(stage=gate.stage),
         )
         for gate in gates
     ]
@@ -332,13 +319,11 @@ def overview_board(
                 [goal_card(g, pages=pages) for g in goals]
                 or [html.P("This sprint defines no goals.", className="qd-muted")],
                 className="qd-goals",
-                **{"aria-label": "Goals"},
+                **aria_attrs(label="Goals"),
             ),
             html.Section(
                 [
-                    html.H2(
-                        "Promotion gates" + (f" ({flow})" if flow else ""), className="qd-h2"
-                    ),
+                    html.H2("Promotion gates" + (f" ({flow})" if flow else ""), className="qd-h2"),
                     gates_table(gates),
                 ],
                 className="qd-section",

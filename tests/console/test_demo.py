@@ -65,3 +65,17 @@ def test_demo_records_its_collector_runs_and_rejects_for_ingest_health(demo_ctx)
         rejects = reject_counts_frame(session)
     assert {"github", "opa.logs", "prometheus.traffic", "route53", "exports"} <= set(runs["source"])
     assert set(rejects["source"]) == {"ci", "opa.logs", "exports"}
+
+
+@pytest.mark.postgres
+def test_demo_on_postgresql_evaluates_exactly_like_sqlite(pg_ctx, demo_ctx):
+    seed_demo(pg_ctx)
+    with pg_ctx.session() as pg, demo_ctx.session() as lite:
+        on_pg = evaluate_goals(pg, pg_ctx.sprint(), with_trend=True)
+        on_sqlite = evaluate_goals(lite, demo_ctx.sprint(), with_trend=True)
+    assert [(r.id, r.status, r.samples) for r in on_pg] == [
+        (r.id, r.status, r.samples) for r in on_sqlite
+    ]
+    for a, b in zip(on_pg, on_sqlite, strict=True):
+        assert a.value == pytest.approx(b.value)
+        assert [p.value for p in a.trend] == pytest.approx([p.value for p in b.trend], nan_ok=True)

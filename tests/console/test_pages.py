@@ -28,6 +28,11 @@ def app(ctx: AppContext) -> Dash:
     return create_app(ctx)
 
 
+@pytest.fixture
+def demo_app(demo_ctx: AppContext) -> Dash:
+    return create_app(demo_ctx)
+
+
 def page_module(name: str) -> Any:
     """The page module as Dash loaded it (import after `create_app`, never before)."""
     import importlib
@@ -80,27 +85,30 @@ def test_overview_on_an_empty_store_shows_no_data_for_every_goal(app: Dash) -> N
     assert text_of(board).count("no data:") >= SPRINT_GOALS
 
 
-def test_overview_without_a_selection_yet_uses_the_default_sprint_window(app: Dash) -> None:
+def test_overview_without_a_selection_yet_uses_the_default_sprint_window(demo_app: Dash) -> None:
     board = page_module("overview").show_board(None, None)
 
     subtitle = text_of(with_class(board, "qd-subtitle"))
     assert "Sprint window: 2025-11-10 00:00 UTC → 2025-11-24 00:00 UTC" in subtitle
 
 
-def test_overview_baseline_range_evaluates_the_baseline_window(app: Dash) -> None:
+def test_overview_baseline_range_evaluates_the_baseline_window(demo_app: Dash) -> None:
     board = page_module("overview").show_board("sprint-27", "baseline")
 
     subtitle = text_of(with_class(board, "qd-subtitle"))
     assert "Baseline (before): 2025-10-27 00:00 UTC → 2025-11-10 00:00 UTC" in subtitle
 
 
-def test_overview_shows_the_promotion_gates_in_order(app: Dash) -> None:
+def test_overview_shows_the_promotion_gates_in_order_with_prod_blocked(demo_app: Dash) -> None:
     board = page_module("overview").show_board("sprint-27", "sprint")
 
-    stages = [getattr(c, "data-stage") for c in walk(board) if hasattr(c, "data-stage")]
-    assert stages == ["dev", "stage", "prod"]
+    rows = {getattr(c, "data-stage"): c for c in walk(board) if hasattr(c, "data-stage")}
+    assert list(rows) == ["dev", "stage", "prod"]
     assert "Promotion gates (dev → stage → prod)" in text_of(board)
-    assert "BLOCKED" in text_of(with_class(board, "qd-gates"))
+    prod = text_of(rows["prod"])
+    assert "BLOCKED" in prod
+    assert "Approvals recorded for prod" in prod
+    assert "0 is not >= 1" in prod  # the failing precondition's reason
 
 
 BAD_SPRINT = """\
@@ -143,7 +151,9 @@ def test_invalid_sprint_file_shows_every_problem_line_and_no_traceback(
 
     problems = [text_of(li) for li in walk(panel) if isinstance(li, html.Li)]
     assert len(problems) == 2
-    assert any("ci-lead-time-p50: metric: unknown metric 'ci.no_such_metric'" in p for p in problems)
+    assert any(
+        "ci-lead-time-p50: metric: unknown metric 'ci.no_such_metric'" in p for p in problems
+    )
     assert any("failover-rto: target" in p for p in problems)
     assert "The sprint file is invalid" in text_of(panel)
     assert "Traceback" not in text_of(panel)
@@ -177,9 +187,7 @@ def test_ingest_health_on_an_empty_store_shows_both_empty_states(app: Dash) -> N
     assert "No rejects — every item received was stored" in shown
 
 
-def test_ingest_health_shows_last_runs_and_newest_rejects_first(
-    ctx: AppContext, app: Dash
-) -> None:
+def test_ingest_health_shows_last_runs_and_newest_rejects_first(ctx: AppContext, app: Dash) -> None:
     with ctx.session() as session:
         start = datetime(2025, 11, 20, 10, tzinfo=UTC)
         record_sync_run(session, source="opa", started_at=start, result=IngestResult(stored=5))
@@ -190,9 +198,7 @@ def test_ingest_health_shows_last_runs_and_newest_rejects_first(
             finished_at=start.replace(hour=11, second=3),
             result=IngestResult(stored=3, duplicates=1, rejected=2),
         )
-        record_rejects(
-            session, source="opa", rejects=[(0, "older: missing decision_id", {"a": 1})]
-        )
+        record_rejects(session, source="opa", rejects=[(0, "older: missing decision_id", {"a": 1})])
         record_rejects(session, source="opa", rejects=[(4, "newer: bad timestamp", {"b": 2})])
 
     body = page_module("ingest_health").show_ingest_health(1)

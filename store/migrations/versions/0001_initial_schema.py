@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 16:25:13.297793
+Create Date: 2026-11-27 16:38:38.604284
 """
 
 from collections.abc import Sequence
@@ -158,7 +158,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deployment_statuses", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_deployment_statuses_deployment_id"), ["deployment_id"], unique=False
+            "ix_deployment_statuses_repo_deployment_id", ["repo", "deployment_id"], unique=False
         )
 
     op.create_table(
@@ -531,7 +531,7 @@ def downgrade() -> None:
 
     op.drop_table("deployments")
     with op.batch_alter_table("deployment_statuses", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_deployment_statuses_deployment_id"))
+        batch_op.drop_index("ix_deployment_statuses_repo_deployment_id")
 
     op.drop_table("deployment_statuses")
     with op.batch_alter_table("ci_test_results", schema=None) as batch_op:
