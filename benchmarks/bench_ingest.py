@@ -29,9 +29,16 @@ ROWS = 50_000
 def rows() -> list[dict[str, object]]:
     t0 = datetime(2025, 11, 10, tzinfo=UTC)
     return [
-        {"ts": t0 + timedelta(seconds=15 * i), "region": "us-east", "ingress": "gw",
-         "requests_per_s": 1.0, "rate_429_per_s": 0.0, "rate_5xx_per_s": 0.0,
-         "rate_503_per_s": 0.0, "cache_hit_ratio": None}
+        {
+            "ts": t0 + timedelta(seconds=15 * i),
+            "region": "us-east",
+            "ingress": "gw",
+            "requests_per_s": 1.0,
+            "rate_429_per_s": 0.0,
+            "rate_5xx_per_s": 0.0,
+            "rate_503_per_s": 0.0,
+            "cache_hit_ratio": None,
+        }
         for i in range(ROWS)
     ]
 

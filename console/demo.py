@@ -164,7 +164,8 @@ def _pr_story(
     )
     for i, pushed in enumerate(pushes):
         sha = _sha(repo, number, i)
-        pr = {
+        head_ref = f"{author}/pr-{number}"
+        pr: dict[str, Any] = {
             "number": number,
             "title": title,
             "state": "open",
@@ -194,7 +195,7 @@ def _pr_story(
             "name": "ci",
             "event": "pull_request",
             "head_sha": sha,
-            "head_branch": pr["head"]["ref"],
+            "head_branch": head_ref,
             "run_attempt": 1,
             "pull_requests": prs,
             "status": "queued",
@@ -245,7 +246,7 @@ def _pr_story(
         deployment = {
             "id": deployment_id,
             "sha": sha,
-            "ref": pr["head"]["ref"],
+            "ref": head_ref,
             "environment": environment,
             "created_at": rfc3339(ci_done),
         }

@@ -147,4 +147,6 @@ def pg_ctx(tmp_path: Path) -> Iterator[AppContext]:
 
     for eng in _pg_schema_engine():
         upgrade(eng)
-        yield AppContext(settings=make_settings(tmp_path), engine=eng, sessions=session_factory(eng))
+        yield AppContext(
+            settings=make_settings(tmp_path), engine=eng, sessions=session_factory(eng)
+        )

@@ -108,7 +108,7 @@ def test_overview_shows_the_promotion_gates_in_order_with_prod_blocked(demo_app:
     prod = text_of(rows["prod"])
     assert "BLOCKED" in prod
     assert "Approvals recorded for prod" in prod
-    assert "0 is not >= 1" in prod  # the failing precondition's reason
+    assert "no guarded action recorded for prod" in prod  # why the precondition fails
 
 
 BAD_SPRINT = """\
