@@ -51,6 +51,8 @@ def _context(*, require_db: bool = True) -> AppContext:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic announces its dialect on every schema check (each /readyz): keep that quiet.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     try:
         ctx = AppContext.from_settings(settings)
         if require_db:
@@ -172,9 +174,10 @@ def serve(
             dash_app.server, host=bind_host, port=bind_port, threads=threads, ident="quarterdeck"
         )
     except KeyboardInterrupt:
-        typer.echo("stopped")
+        pass
     finally:
         ctx.engine.dispose()
+        typer.echo("stopped")
 
 
 def main() -> None:

@@ -289,9 +289,11 @@ class GateResult:
 def _fmt(value: float) -> str:
     if math.isclose(value, round(value), abs_tol=1e-9):
         return str(round(value))
-    text = f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
     # Never let rounding show a whole number the value is not (14.999 is not "15").
-    return f"≈{text}" if "." not in text else text
+    return text if "." in text else f"≈{text}"
 
 
 def with_unit(value: float, unit: str) -> str:
