@@ -13,6 +13,7 @@ from dash import Dash
 from console import shell
 from console.api import make_api
 from console.context import AppContext
+from console.discovery import modules
 from console.runtime import set_context
 
 CONSOLE_DIR = Path(__file__).resolve().parent
@@ -51,4 +52,6 @@ def create_app(ctx: AppContext) -> Dash:
     app.layout = shell.layout
     shell.register_callbacks(app)
     app.server.register_blueprint(make_api(ctx))
+    for module in modules("console.http"):
+        app.server.register_blueprint(module.make_blueprint(ctx))
     return app

@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from console.context import AppContext
+from console.discovery import modules
 from console.settings import Settings
 from store.db import DatabaseUnavailable, check_connection
 from store.goals import SprintConfigError, evaluate_goals, load_sprint, with_unit
@@ -28,6 +29,8 @@ goals_app = typer.Typer(no_args_is_help=True, help="Sprint goals.")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(goals_app, name="goals")
+for _module in modules("console.commands"):
+    app.add_typer(_module.app, name=_module.NAME)
 
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
@@ -168,6 +171,7 @@ def serve(
     dash_app = create_app(ctx)
     bind_host = host or ctx.settings.host
     bind_port = port or ctx.settings.port
+    stops = [stop for m in modules("console.services") if (stop := m.start(ctx)) is not None]
     typer.echo(f"Quarterdeck on http://{bind_host}:{bind_port}/  (Ctrl-C stops)")
     try:
         waitress_serve(
@@ -176,6 +180,8 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
+        for stop in stops:
+            stop()
         ctx.engine.dispose()
         typer.echo("stopped")
 

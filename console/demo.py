@@ -32,6 +32,7 @@ from collectors import bundles as bundle_source
 from collectors import ci_ingest, exports, failover, github, incidents, opa, prometheus, route53
 from collectors.base import parse_time
 from console.context import AppContext
+from console.discovery import modules
 from store.db import analyze
 from store.ingest import IngestResult, record_sync_run, upsert
 from store.models import BundlePin, SyncRun
@@ -908,6 +909,9 @@ def feed(session: Session) -> SeedReport:
             session, "issues", issue, received_at=datetime(2025, 11, 19, 8, 30, tzinfo=UTC)
         ),
     )
+    for part in modules("console.demo_parts"):
+        for source, result in part.feed(session).items():
+            report.add(source, result)
     return report
 
 

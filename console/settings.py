@@ -10,6 +10,16 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from console.config.actions import ActionsSettings, AuthSettings
+from console.config.egress import ExportSettings
+from console.config.github import GitHubSettings
+from console.config.opa import OpaSettings
+from console.config.traffic import (
+    AwsSettings,
+    FailoverSettings,
+    PrometheusSettings,
+    Route53Settings,
+)
 from store.db import default_sqlite_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +46,16 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr = SecretStr("quarterdeck-demo")
     log_level: str = "INFO"
+
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
+    opa: OpaSettings = Field(default_factory=OpaSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    route53: Route53Settings = Field(default_factory=Route53Settings)
+    failover: FailoverSettings = Field(default_factory=FailoverSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    actions: ActionsSettings = Field(default_factory=ActionsSettings)
+    exports: ExportSettings = Field(default_factory=ExportSettings)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -113,6 +113,8 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "database_url": f"sqlite:///{tmp_path / 'console.db'}",
         "var_dir": tmp_path,
         "demo_mode": True,
+        # Pages' own tests read anonymously; sign-in is tested by the auth tests themselves.
+        "auth": {"allow_anonymous_read": True},
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""`quarterdeck` command groups; each module offers `NAME` and a Typer `app`."""

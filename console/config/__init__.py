@@ -1,0 +1,1 @@
+"""Per-area settings sections, nested under `Settings` as `QUARTERDECK_<AREA>__…`."""

@@ -1,0 +1,1 @@
+"""HTTP receivers and APIs beside the pages; each module offers `make_blueprint(ctx)`."""

@@ -1,0 +1,1 @@
+"""Background services started by `quarterdeck serve`; each module offers `start(ctx)`."""

@@ -1,0 +1,37 @@
+"""Egress: export access events (token state, watermark headers)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from store.models.base import Base, BigId
+
+
+class ExportEvent(Base):
+    """One export download as the gateway saw it: token state and watermark headers."""
+
+    __tablename__ = "export_events"
+    __table_args__ = (UniqueConstraint("event_id"), Index("ix_export_events_ts", "ts"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100))
+    export_id: Mapped[str | None] = mapped_column(String(100))
+    ts: Mapped[datetime]
+    user: Mapped[str | None] = mapped_column(String(200))
+    tenant: Mapped[str | None] = mapped_column(String(200))
+    route: Mapped[str] = mapped_column(String(500))
+    status: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    token_state: Mapped[str] = mapped_column(String(20))  # valid | missing | invalid | expired
+    token_scope: Mapped[str | None] = mapped_column(String(200))
+    watermarked: Mapped[bool] = mapped_column(Boolean)

@@ -1,0 +1,64 @@
+"""Reliability: SLO samples, incidents, postmortems."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from store.models.base import Base, BigId
+
+
+class SloSample(Base):
+    """Good and total event counts of one SLO over one step ending at `ts`."""
+
+    __tablename__ = "slo_samples"
+    __table_args__ = (UniqueConstraint("service", "slo", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    service: Mapped[str] = mapped_column(String(200))
+    slo: Mapped[str] = mapped_column(String(200))
+    ts: Mapped[datetime]
+    good: Mapped[float] = mapped_column(Float)
+    total: Mapped[float] = mapped_column(Float)
+
+
+class Incident(Base):
+    """An incident with its window; postmortems hang off it."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (UniqueConstraint("incident_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_key: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(String(500))
+    severity: Mapped[str] = mapped_column(String(20))
+    service: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    summary: Mapped[str] = mapped_column(Text, default="")
+
+
+class Postmortem(Base):
+    """A postmortem generated for an incident, with its issue link and action items."""
+
+    __tablename__ = "postmortems"
+    __table_args__ = (UniqueConstraint("incident_key", "generated_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_key: Mapped[str] = mapped_column(
+        ForeignKey("incidents.incident_key", ondelete="CASCADE")
+    )
+    generated_at: Mapped[datetime]
+    generated_by: Mapped[str] = mapped_column(String(200))
+    issue_url: Mapped[str | None] = mapped_column(String(500))
+    action_items: Mapped[list[Any]] = mapped_column(default=list)
+    body_markdown: Mapped[str] = mapped_column(Text, default="")
