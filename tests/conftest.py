@@ -152,3 +152,12 @@ def pg_ctx(tmp_path: Path) -> Iterator[AppContext]:
         yield AppContext(
             settings=make_settings(tmp_path), engine=eng, sessions=session_factory(eng)
         )
+
+
+def free_port() -> int:
+    """A free loopback port (dash_duo defaults to 8050, which `make run` may hold)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

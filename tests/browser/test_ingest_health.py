@@ -8,6 +8,7 @@ import pytest
 
 from console.app import create_app
 from console.context import AppContext
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -17,7 +18,7 @@ TIMEOUT = 30
 def test_ingest_health_shows_last_runs_and_rejects_without_console_errors(
     browser_available: None, dash_duo: Any, demo_ctx: AppContext
 ) -> None:
-    dash_duo.start_server(create_app(demo_ctx))
+    dash_duo.start_server(create_app(demo_ctx), port=free_port())
     # Let the Overview finish its evaluation so no request is cut off when the server stops.
     dash_duo.wait_for_element(".qd-goal", timeout=TIMEOUT)
 

@@ -9,6 +9,7 @@ import pytest
 
 from console.app import create_app
 from console.context import AppContext
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -18,7 +19,7 @@ TIMEOUT = 30
 
 @pytest.fixture
 def overview(browser_available: None, dash_duo: Any, demo_ctx: AppContext) -> Any:
-    dash_duo.start_server(create_app(demo_ctx))
+    dash_duo.start_server(create_app(demo_ctx), port=free_port())
     dash_duo.wait_for_element(".qd-goal[data-goal='postmortem-generated']", timeout=TIMEOUT)
     return dash_duo
 
