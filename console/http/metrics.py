@@ -65,9 +65,10 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
             runs = None
         if runs is not None:
             now = datetime.now(UTC)
-            for row in runs.itertuples(index=False):
-                finished = row.finished_at or row.started_at
-                last_run_age.labels(row.source, row.status).set((now - finished).total_seconds())
+            for row in runs.to_dict("records"):
+                finished: datetime = row["finished_at"] or row["started_at"]
+                age = (now - finished).total_seconds()
+                last_run_age.labels(str(row["source"]), str(row["status"])).set(age)
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     return blueprint
