@@ -26,6 +26,7 @@ install-dev: $(VENV)/.installed-dev
 ## run: create .venv, install, migrate, seed the demo sprint, serve on http://127.0.0.1:8050
 run: install
 	export QUARTERDECK_DEMO_MODE=$${QUARTERDECK_DEMO_MODE:-true}; \
+	export QUARTERDECK_AUTH__ALLOW_ANONYMOUS_READ=$${QUARTERDECK_AUTH__ALLOW_ANONYMOUS_READ:-true}; \
 	$(BIN)/quarterdeck db upgrade && \
 	$(BIN)/quarterdeck demo seed && \
 	exec $(BIN)/quarterdeck serve

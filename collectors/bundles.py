@@ -11,19 +11,25 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import tarfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import jwt
 from sqlalchemy.orm import Session
 
 from collectors.base import InvalidItem
-from store.ingest import IngestResult, upsert
+from store.ingest import IngestResult, record_rejects, upsert
 from store.models import BundleRevision
 
+log = logging.getLogger(__name__)
+
 SOURCE = "bundles"
+BUNDLE_SUFFIXES = (".tar.gz", ".tgz")
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 _HASHES = {
     "MD5": "md5",
@@ -88,6 +94,12 @@ def read_bundle(data: bytes) -> Bundle:
             raise InvalidItem(f".manifest: not JSON ({exc})") from exc
         if not isinstance(manifest, dict):
             raise InvalidItem(".manifest: expected a JSON object")
+        revision = manifest.get("revision", "")
+        if not isinstance(revision, str):
+            raise InvalidItem(".manifest: revision must be a string")
+        roots = manifest.get("roots", [""])
+        if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+            raise InvalidItem(".manifest: roots must be a list of path prefixes (strings)")
     signatures: list[str] = []
     if "/.signatures.json" in files:
         try:
@@ -237,3 +249,95 @@ def register_bundle(
         )
     )
     return result, bundle
+
+
+@dataclass(frozen=True)
+class BundleObject:
+    """One bundle tarball found in the registry source: bundle name, where it is, its bytes."""
+
+    name: str
+    location: str
+    data: bytes
+
+
+def _bundle_name(relative: Path) -> str:
+    """`<bundle>/<file>.tar.gz` names the bundle by its folder; a top-level file by its stem."""
+    if len(relative.parts) > 1:
+        return relative.parts[0]
+    name = relative.name
+    for suffix in BUNDLE_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return name
+
+
+def fetch_folder(root: Path) -> Iterator[BundleObject]:
+    """Read every `*.tar.gz`/`*.tgz` under ``root`` (a local registry folder), sorted by path."""
+    if not root.is_dir():
+        raise InvalidItem(f"bundle source {root}: no such folder")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if not path.name.endswith(BUNDLE_SUFFIXES):
+            continue
+        if path.stat().st_size > MAX_BUNDLE_BYTES:
+            raise InvalidItem(f"{path}: over the {MAX_BUNDLE_BYTES} byte bundle limit")
+        yield BundleObject(_bundle_name(path.relative_to(root)), str(path), path.read_bytes())
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """Split `s3://bucket/prefix` into (bucket, prefix without a trailing slash)."""
+    if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+        raise InvalidItem(f"bundle source {url!r}: expected s3://bucket/prefix")
+    bucket, _, prefix = url[5:].partition("/")
+    return bucket, prefix.strip("/")
+
+
+def fetch_s3(client: Any, *, bucket: str, prefix: str) -> Iterator[BundleObject]:
+    """Read every bundle tarball under ``prefix`` with S3 `ListObjectsV2` + `GetObject`.
+
+    ``client`` is a boto3 S3 client built by the caller (endpoint and credentials are theirs).
+    """
+    paginator = client.get_paginator("list_objects_v2")
+    base = f"{prefix}/" if prefix else ""
+    for page in paginator.paginate(Bucket=bucket, Prefix=base):
+        for obj in page.get("Contents", []):
+            key = str(obj["Key"])
+            if not key.endswith(BUNDLE_SUFFIXES):
+                continue
+            if int(obj.get("Size", 0)) > MAX_BUNDLE_BYTES:
+                raise InvalidItem(f"s3://{bucket}/{key}: over the {MAX_BUNDLE_BYTES} byte limit")
+            body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            yield BundleObject(_bundle_name(Path(key[len(base) :])), f"s3://{bucket}/{key}", body)
+
+
+def load_registry(
+    session: Session,
+    objects: Iterable[BundleObject],
+    *,
+    keys: dict[str, VerificationKey],
+    added_at: datetime,
+) -> IngestResult:
+    """Register every bundle object; unreadable ones are dead-lettered with the reason.
+
+    A revision that does not verify is stored as `invalid` with the reason, never skipped, so
+    the console shows it for what it is.
+    """
+    result = IngestResult()
+    rejects: list[tuple[int | None, str, Any]] = []
+    for index, obj in enumerate(objects):
+        try:
+            one, bundle = register_bundle(
+                session,
+                name=obj.name,
+                data=obj.data,
+                source=obj.location,
+                keys=keys,
+                added_at=added_at,
+            )
+        except InvalidItem as exc:
+            rejects.append((index, f"{obj.location}: {exc}", {"location": obj.location}))
+            continue
+        log.info("bundle %s@%s: %s", obj.name, bundle.revision, bundle.signature_status)
+        result.merge(one)
+    if rejects:
+        result.rejected = record_rejects(session, source=SOURCE, rejects=rejects)
+        result.reasons = [reason for _, reason, _ in rejects]
+    return result

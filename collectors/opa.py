@@ -8,19 +8,85 @@ absorbed by the `decision_id` key.
 
 from __future__ import annotations
 
+import json
+import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from collectors.base import InvalidItem, parse_optional_time, parse_time, require
-from store.ingest import IngestResult, record_rejects, upsert
+from store.ingest import IngestResult, UpsertResult, record_rejects, upsert
 from store.models import OpaDecision, OpaStatusReport
 
 SOURCE_LOGS = "opa.logs"
 SOURCE_STATUS = "opa.status"
 DRY_RUN_MODES = frozenset({"dry-run", "dryrun", "audit", "warn"})
+_GZIP_MAGIC = b"\x1f\x8b"
+_INFLATE_STEP = 256 * 1024
+
+
+class PayloadTooLarge(ValueError):
+    """The body (compressed or inflated) is over the configured limit; the receiver answers 413."""
+
+
+class BadPayload(ValueError):
+    """The body cannot be read at all (corrupt gzip, not JSON); the message says why."""
+
+
+def inflate(body: bytes, *, limit: int) -> bytes:
+    """Gunzip ``body`` without ever holding more than ``limit`` inflated bytes.
+
+    Decompression runs in bounded steps (``max_length``), so a gzip bomb stops at the limit
+    instead of exhausting memory. Concatenated gzip members are accepted, as gzip(1) does.
+    """
+    out = bytearray()
+    data = body
+    while data:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        pending = data
+        try:
+            while pending:
+                room = limit - len(out)
+                out += inflater.decompress(pending, max(1, min(_INFLATE_STEP, room + 1)))
+                if len(out) > limit:
+                    raise PayloadTooLarge(f"body inflates beyond the {limit} byte limit")
+                pending = inflater.unconsumed_tail
+                if inflater.eof:
+                    break
+            if not inflater.eof:
+                out += inflater.flush()
+                if len(out) > limit:
+                    raise PayloadTooLarge(f"body inflates beyond the {limit} byte limit")
+                if not inflater.eof:
+                    raise BadPayload("gzip body is truncated")
+        except zlib.error as exc:
+            raise BadPayload(f"gzip body is corrupt ({exc})") from exc
+        data = inflater.unused_data
+    return bytes(out)
+
+
+def decode_chunk(body: bytes, *, content_encoding: str | None, limit: int) -> Any:
+    """Decode one upload: gzip (by header or magic bytes) or plain JSON, inflated ≤ ``limit``.
+
+    OPA always gzips decision logs and never gzips status reports; both are accepted either way
+    so a person can replay a body with curl.
+    """
+    encoding = (content_encoding or "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip"):
+        raise BadPayload(f"Content-Encoding {encoding!r} is not supported (use gzip)")
+    if encoding in ("gzip", "x-gzip") or body[:2] == _GZIP_MAGIC:
+        body = inflate(body, limit=limit)
+    elif len(body) > limit:
+        raise PayloadTooLarge(f"body is over the {limit} byte limit")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise BadPayload(f"body is not UTF-8 JSON ({exc.reason})") from exc
+    except ValueError as exc:
+        raise BadPayload(f"body is not JSON ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -30,6 +96,26 @@ class DecisionOptions:
     result_field: str = "allow"
     environment_label: str = "environment"
     mode_label: str = "mode"
+
+
+def _bounded(value: str, field: str, limit: int) -> str:
+    """Refuse what the store's columns cannot hold (PostgreSQL would fail the whole chunk).
+
+    A chunk that fails to store is answered 503 and OPA re-sends it forever, so one oversized
+    or NUL-bearing field must be this event's reject, not the whole chunk's failure.
+    """
+    if len(value) > limit:
+        raise InvalidItem(f"{field}: longer than {limit} characters")
+    if "\x00" in value:
+        raise InvalidItem(f"{field}: contains a NUL character")
+    return value
+
+
+def _optional_label(mapping: dict[str, Any], key: str, limit: int) -> str | None:
+    value = mapping.get(key)
+    if value is None:
+        return None
+    return _bounded(str(value), key, limit)
 
 
 def _allowed(result: Any, field: str) -> bool | None:
@@ -74,13 +160,13 @@ def transform_decision(
     masked = event.get("masked") or []
     metrics = event.get("metrics") or {}
     return {
-        "decision_id": decision_id,
+        "decision_id": _bounded(decision_id, "decision_id", 100),
         "timestamp": timestamp,
         "received_at": received_at,
-        "instance_id": instance,
-        "environment": labels.get(options.environment_label),
-        "opa_version": labels.get("version"),
-        "path": path.strip("/"),
+        "instance_id": _bounded(instance, "labels.id", 200),
+        "environment": _optional_label(labels, options.environment_label, 50),
+        "opa_version": _optional_label(labels, "version", 50),
+        "path": _bounded(path.strip("/"), "path", 500),
         "allowed": _allowed(result, options.result_field),
         "dry_run": dry_run,
         "bundles": revisions,
@@ -88,7 +174,7 @@ def transform_decision(
         "masked": masked if isinstance(masked, list) else [],
         "input": event.get("input"),
         "result": result,
-        "requested_by": event.get("requested_by"),
+        "requested_by": _optional_label(event, "requested_by", 200),
         "metrics": metrics if isinstance(metrics, dict) else {},
     }
 
@@ -119,12 +205,103 @@ def ingest_decisions(
             rows.append(transform_decision(event, received_at=received_at, options=options))
         except InvalidItem as exc:
             rejects.append((index, str(exc), event))
-    result.add(upsert(session, OpaDecision, rows, conflict=("decision_id",)))
+    result.add(load_decisions(session, rows))
     if rejects:
         result.rejected = record_rejects(
             session, source=SOURCE_LOGS, rejects=rejects, received_at=received_at
         )
         result.reasons = [f"[{i}] {r}" for i, r, _ in rejects]
+    return result
+
+
+_DECISION_FIELDS = (
+    "decision_id",
+    "timestamp",
+    "received_at",
+    "instance_id",
+    "environment",
+    "opa_version",
+    "path",
+    "allowed",
+    "dry_run",
+    "bundles",
+    "erased",
+    "masked",
+    "input",
+    "result",
+    "requested_by",
+    "metrics",
+)
+
+
+_JSON_FIELDS = frozenset({"bundles", "erased", "masked", "input", "result", "metrics"})
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A value as SQLAlchemy's SQLite UTC timestamp column stores it (naive UTC text)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def load_decisions(session: Session, rows: list[dict[str, Any]]) -> UpsertResult:
+    """Insert decision rows, skipping `decision_id`s already stored; count the new ones.
+
+    The generic upsert renders one multi-row VALUES statement with RETURNING, which costs more
+    to build than to run at OPA's chunk sizes. Here each dialect gets one statement over a
+    single JSON parameter (SQLite `json_each`, PostgreSQL `json_populate_recordset`); the
+    rowcount (SQLite) or RETURNING (PostgreSQL) counts the inserted rows.
+    """
+    result = UpsertResult()
+    if not rows:
+        return result
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        # `->` yields JSON text and `->>` SQL values: SQLite parses the batch in C, once.
+        select_list = ", ".join(
+            f"value -> '$.{k}'" if k in _JSON_FIELDS else f"value ->> '$.{k}'"
+            for k in _DECISION_FIELDS
+        )
+        # Unescaped UTF-8, so full-text search sees "Übergröße", not an escaped "u00dc…".
+        payload = json.dumps(
+            [{k: _sqlite_value(row[k]) for k in _DECISION_FIELDS} for row in rows],
+            ensure_ascii=False,
+        )
+        result.inserted = int(
+            session.connection()
+            .exec_driver_sql(
+                f"INSERT INTO opa_decisions ({', '.join(_DECISION_FIELDS)}) "
+                f"SELECT {select_list} FROM json_each(?) WHERE true "
+                "ON CONFLICT (decision_id) DO NOTHING",
+                (payload,),
+            )
+            .rowcount
+        )
+    elif dialect == "postgresql":
+        columns = ", ".join(_DECISION_FIELDS)
+        payload = json.dumps(
+            [{k: row[k] for k in _DECISION_FIELDS} for row in rows],
+            default=_json_default,
+            ensure_ascii=False,
+        )
+        inserted = session.execute(
+            text(
+                f"INSERT INTO opa_decisions ({columns}) "
+                f"SELECT {columns} FROM json_populate_recordset(NULL::opa_decisions, :rows) "
+                "ON CONFLICT (decision_id) DO NOTHING RETURNING 1"
+            ),
+            {"rows": payload},
+        ).all()
+        result.inserted = len(inserted)
+    else:
+        return upsert(session, OpaDecision, rows, conflict=("decision_id",))
+    result.existing = len(rows) - result.inserted
     return result
 
 
@@ -145,29 +322,41 @@ def transform_status(
             raise InvalidItem(f"bundles.{name}: expected an object")
         errors = info.get("errors") or []
         message = info.get("message") or ("; ".join(map(str, errors)) if errors else None)
+        revision = info.get("active_revision") or None
+        code = info.get("code") or None
         rows.append(
             {
-                "instance_id": instance,
-                "environment": labels.get(environment_label),
-                "bundle": str(info.get("name") or name),
-                "active_revision": info.get("active_revision") or None,
+                "instance_id": _bounded(instance, "labels.id", 200),
+                "environment": _optional_label(labels, environment_label, 50),
+                "bundle": _bounded(str(info.get("name") or name), f"bundles.{name}.name", 200),
+                "active_revision": None
+                if revision is None
+                else _bounded(str(revision), f"bundles.{name}.active_revision", 200),
                 "last_successful_activation": parse_optional_time(
                     info.get("last_successful_activation"),
                     field=f"bundles.{name}.last_successful_activation",
                 ),
-                "code": info.get("code") or None,
-                "message": message,
+                "code": None if code is None else _bounded(str(code), f"bundles.{name}.code", 100),
+                "message": None if message is None else str(message).replace("\x00", ""),
                 "reported_at": received_at,
             }
         )
     return rows
 
 
-def ingest_status(session: Session, report: Any, *, received_at: datetime) -> IngestResult:
+def ingest_status(
+    session: Session,
+    report: Any,
+    *,
+    received_at: datetime,
+    environment_label: str = "environment",
+) -> IngestResult:
     """Store one status report (history is kept: drift over time stays visible)."""
     result = IngestResult()
     try:
-        rows = transform_status(report, received_at=received_at)
+        rows = transform_status(
+            report, received_at=received_at, environment_label=environment_label
+        )
     except InvalidItem as exc:
         result.rejected = record_rejects(
             session,

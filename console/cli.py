@@ -104,14 +104,17 @@ def demo_seed(
         report = seed_demo(ctx, force=force)
     except Exception as exc:
         raise _fail(f"demo seed failed, nothing was written: {exc}", 1) from exc
+    from console.demo_parts.actions import SIGN_IN_HINT
+
     if not report.sources:
         typer.echo(
             f"demo sprint {DEMO_VERSION} already seeded; nothing to do (--force re-feeds it)"
         )
-        return
-    for line in report.lines():
-        typer.echo(line)
-    typer.echo(f"demo sprint {DEMO_VERSION}: {report.stored} new rows")
+    else:
+        for line in report.lines():
+            typer.echo(line)
+        typer.echo(f"demo sprint {DEMO_VERSION}: {report.stored} new rows")
+    typer.echo(SIGN_IN_HINT)
 
 
 @goals_app.command("check")

@@ -16,6 +16,7 @@ watermark, one incident got its postmortem from the bot, and nobody has approved
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -812,7 +813,10 @@ def feed(session: Session) -> SeedReport:
         report.add(opa.SOURCE_STATUS, opa.ingest_status(session, body, received_at=at))
     for uploaded, events in decision_chunks(rng):
         received = uploaded + timedelta(milliseconds=rng.uniform(20, 400))
-        report.add(opa.SOURCE_LOGS, opa.ingest_decisions(session, events, received_at=received))
+        # Through the receiver's own decoding: a gzip JSON array, as OPA uploads it.
+        chunk = gzip.compress(json.dumps(events).encode(), mtime=0)
+        decoded = opa.decode_chunk(chunk, content_encoding="gzip", limit=64 * 1024 * 1024)
+        report.add(opa.SOURCE_LOGS, opa.ingest_decisions(session, decoded, received_at=received))
     report.add(
         opa.SOURCE_LOGS,
         opa.ingest_decisions(

@@ -11,9 +11,10 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from console.config.actions import ActionsSettings, AuthSettings
-from console.config.egress import ExportSettings
+from console.config.egress import EvidenceSettings, ExportSettings
 from console.config.github import GitHubSettings
-from console.config.opa import OpaSettings
+from console.config.ingest import IngestSettings
+from console.config.opa import BundleSettings, OpaSettings, apply_aliases
 from console.config.traffic import (
     AwsSettings,
     FailoverSettings,
@@ -49,6 +50,7 @@ class Settings(BaseSettings):
 
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     opa: OpaSettings = Field(default_factory=OpaSettings)
+    bundles: BundleSettings = Field(default_factory=BundleSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     route53: Route53Settings = Field(default_factory=Route53Settings)
@@ -56,6 +58,11 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)
     exports: ExportSettings = Field(default_factory=ExportSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    redis_url: str | None = Field(
+        default=None, description="Redis for limits shared by several workers"
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
@@ -64,6 +71,11 @@ class Settings(BaseSettings):
                 "QUARTERDECK_SECRET_KEY is a placeholder; set a real secret "
                 "(or QUARTERDECK_DEMO_MODE=true for the demo)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _opa_aliases(self) -> Settings:
+        self.opa = apply_aliases(self.opa, self.ingest, self.bundles)
         return self
 
     @property

@@ -136,7 +136,8 @@ def _pg_inserted_flag() -> Any:
 def bounded_payload(payload: Any, limit: int = REJECT_PAYLOAD_LIMIT) -> tuple[str, bool]:
     """Render ``payload`` as text, cut to ``limit`` characters; says whether it was cut."""
     if isinstance(payload, bytes):
-        text = payload.decode("utf-8", errors="replace")
+        # PostgreSQL text refuses NUL; keep it visible instead.
+        text = payload.decode("utf-8", errors="replace").replace("\x00", "\\x00")
     elif isinstance(payload, str):
         text = payload
     else:

@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 
 class AuthSettings(BaseModel):
     """`header` mode trusts an auth proxy's headers from `trusted_proxies`; `local` signs in."""
 
-    mode: str = "local"
-    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    mode: str = Field(default="local", pattern="^(local|header)$")
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"], description="addresses or CIDRs of the auth proxy"
+    )
     allow_anonymous_read: bool = Field(
         default=False, description="let signed-out visitors see pages (never act)"
     )
+    user_header: str = "X-Forwarded-User"
+    groups_header: str = "X-Forwarded-Groups"
+    group_roles: dict[str, str] = Field(
+        default_factory=lambda: {
+            "quarterdeck-viewers": "viewer",
+            "quarterdeck-sre": "sre",
+            "quarterdeck-captains": "captain",
+            "quarterdeck-admins": "admin",
+        },
+        description="proxy group → role",
+    )
+    default_role: str | None = Field(
+        default="viewer", description="role of a proxy user in no mapped group (None: no access)"
+    )
+    session_hours: float = Field(default=12.0, gt=0)
+    cookie_secure: bool | None = Field(
+        default=None, description="Secure cookie flag; None: set it when the request is HTTPS"
+    )
+
+
+class KubernetesPinSettings(BaseModel):
+    """Where the OPA ConfigMap lives (`QUARTERDECK_ACTIONS__KUBERNETES__…`)."""
+
+    host: str | None = None
+    token: SecretStr | None = None
+    namespace: str = "opa"
+    namespaces: dict[str, str] = Field(default_factory=dict, description="environment → namespace")
+    config_map: str = "opa-config"
+    key: str = "config.yaml"
 
 
 class ActionsSettings(BaseModel):
@@ -20,3 +51,22 @@ class ActionsSettings(BaseModel):
 
     live_environments: list[str] = Field(default_factory=list)
     production_environments: list[str] = Field(default_factory=lambda: ["prod"])
+    approval_ttl_minutes: float = Field(default=60.0, gt=0)
+    lock_ttl_minutes: float = Field(default=15.0, gt=0)
+    verify_timeout_s: float = Field(default=300.0, gt=0)
+    max_step_pct: float = Field(default=50.0, gt=0, le=100)
+    min_healthy_regions: int = Field(default=1, ge=1)
+    synthetic_urls: dict[str, str] = Field(default_factory=dict, description="region → URL")
+    insync_timeout_s: float = Field(default=120.0, ge=0)
+    insync_poll_s: float = Field(default=5.0, gt=0)
+    stage_environment: str = "stage"
+    soak_hours: float = Field(default=24.0, ge=0)
+    replay_last: int = Field(default=500, ge=1)
+    max_flip_pct: float = Field(default=5.0, ge=0, le=100)
+    bundle_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict, description="environment → bearer token for GET /bundles/<name>"
+    )
+    bundle_dir: str | None = Field(
+        default=None, description="registry folder <bundle>/<revision>.tar.gz (default var/bundles)"
+    )
+    kubernetes: KubernetesPinSettings = Field(default_factory=KubernetesPinSettings)

@@ -35,3 +35,24 @@ class ExportEvent(Base):
     token_state: Mapped[str] = mapped_column(String(20))  # valid | missing | invalid | expired
     token_scope: Mapped[str | None] = mapped_column(String(200))
     watermarked: Mapped[bool] = mapped_column(Boolean)
+
+
+class EvidencePack(Base):
+    """An evidence pack built for a sprint: who built it, when, and the digest of its snapshot.
+
+    The snapshot (section data as JSON) is kept under `var/evidence/`; every download renders
+    the pack from it, watermarked and signed for that download.
+    """
+
+    __tablename__ = "evidence_packs"
+    __table_args__ = (UniqueConstraint("pack_id"), Index("ix_evidence_packs_built_at", "built_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    pack_id: Mapped[str] = mapped_column(String(100))
+    sprint: Mapped[str] = mapped_column(String(100))
+    built_at: Mapped[datetime]
+    built_by: Mapped[str] = mapped_column(String(200))
+    snapshot_sha256: Mapped[str] = mapped_column(String(64))
+    snapshot_path: Mapped[str] = mapped_column(String(1000))
+    key_fingerprint: Mapped[str] = mapped_column(String(100))
+    files: Mapped[int] = mapped_column(Integer, default=0)

@@ -70,3 +70,29 @@ class HealthCheckObservation(Base):
     healthy: Mapped[bool] = mapped_column(Boolean)
     status: Mapped[str] = mapped_column(Text)
     checked_at: Mapped[datetime]
+
+
+class TrafficRollup(Base):
+    """Hourly sums of traffic samples per region and ingress, kept in step by the loader.
+
+    Rates are summed over the hour's samples (divide by `samples` for the mean rate);
+    `cache_hit_sum`/`cache_samples` average the ratio over the samples that carried one.
+    """
+
+    __tablename__ = "traffic_rollups"
+    __table_args__ = (
+        UniqueConstraint("bucket", "region", "ingress"),
+        Index("ix_traffic_rollups_region_bucket", "region", "bucket"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    bucket: Mapped[datetime]
+    region: Mapped[str] = mapped_column(String(50))
+    ingress: Mapped[str] = mapped_column(String(200))
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    requests_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    r429_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    r5xx_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    r503_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    cache_hit_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    cache_samples: Mapped[int] = mapped_column(Integer, default=0)

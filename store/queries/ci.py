@@ -1,25 +1,32 @@
-"""Read side for CI velocity: PR→preview lead time per SHA, cache hit ratio."""
+"""Read side for CI velocity: PR→preview lead time per SHA, cache hit ratio, shards, flaky tests.
+
+Every `*_frame` returns a DataFrame with the documented columns (empty frame when there is no
+data); durations are seconds, timestamps aware UTC.
+"""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Subquery, and_, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from store.metrics import MetricValue, Window, metric
 from store.models import (
     CiJobMetric,
     CiRun,
+    CiTestResult,
     Deployment,
     DeploymentStatus,
     PullRequest,
     PullRequestCommit,
 )
-from store.queries.frames import frame, percentile
+from store.models.ci import GitHubDelivery, QuarantinedTest
+from store.queries.frames import as_utc, frame, percentile
 
 DEFAULT_PREVIEW_PATTERN = r"^(preview|pr-\d+)"
 LEAD_TIME_COLUMNS = [
@@ -43,18 +50,130 @@ def preview_environments(session: Session, pattern: str, repo: str | None = None
     return sorted(env for env in session.scalars(stmt) if regex.search(env))
 
 
-def _first_pr_run() -> Subquery:
-    return (
-        select(
-            CiRun.repo,
-            CiRun.head_sha.label("sha"),
-            func.min(CiRun.created_at).label("started_at"),
-            func.max(CiRun.pr_number).label("run_pr"),
+PR_EVENTS = ("pull_request", "pull_request_target")
+_CHUNK = 500
+
+ShaKey = tuple[str, str]
+
+
+def _chunks(keys: list[Any]) -> list[list[Any]]:
+    return [keys[i : i + _CHUNK] for i in range(0, len(keys), _CHUNK)]
+
+
+def per_repo(keys: Any) -> list[tuple[str, list[Any]]]:
+    """(repo, up to 500 second parts) batches of (repo, x) keys.
+
+    `repo = ? AND x IN (…)` searches the (repo, x) indexes on SQLite and PostgreSQL, where a
+    row-value `(repo, x) IN (…)` makes SQLite scan the whole index.
+    """
+    grouped: dict[str, list[Any]] = {}
+    for repo, part in sorted(keys):
+        grouped.setdefault(repo, []).append(part)
+    return [(repo, chunk) for repo, parts in grouped.items() for chunk in _chunks(parts)]
+
+
+FirstRun = tuple[datetime, int | None]
+
+
+def _first_pr_runs(session: Session, shas: set[ShaKey]) -> dict[ShaKey, FirstRun]:
+    """First PR-triggered run per (repo, SHA): its `created_at` and the PR it names, if any."""
+    found: dict[ShaKey, FirstRun] = {}
+    for repo_name, chunk in per_repo(shas):
+        stmt = (
+            select(
+                CiRun.repo,
+                CiRun.head_sha,
+                func.min(CiRun.created_at),
+                func.max(CiRun.pr_number),
+            )
+            .where(CiRun.repo == repo_name, CiRun.head_sha.in_(chunk))
+            .where(CiRun.event.in_(PR_EVENTS))
+            .group_by(CiRun.repo, CiRun.head_sha)
         )
-        .where(CiRun.event.in_(("pull_request", "pull_request_target")))
-        .group_by(CiRun.repo, CiRun.head_sha)
-        .subquery("first_run")
+        for repo, sha, started, pr in session.execute(stmt):
+            found[(repo, sha)] = (_aware(started), pr)
+    return found
+
+
+def _ready_at(
+    session: Session,
+    *,
+    before: datetime,
+    pattern: str,
+    repo: str | None = None,
+    shas: set[ShaKey] | None = None,
+    since: datetime | None = None,
+) -> dict[ShaKey, datetime]:
+    """First `success` status before ``before`` of each SHA in a preview environment.
+
+    Grouped per environment in SQL, matched against the preview pattern here (a regex is not
+    portable SQL), then the earliest across preview environments wins. With ``since``, only
+    SHAs with a success in [since, before) are looked at: no other SHA can have its first
+    success there, and the index on status time finds them without reading older history.
+    """
+    regex = re.compile(pattern)
+    if shas is None and since is not None:
+        candidates = (
+            select(Deployment.repo, Deployment.sha)
+            .join(
+                DeploymentStatus,
+                and_(
+                    DeploymentStatus.repo == Deployment.repo,
+                    DeploymentStatus.deployment_id == Deployment.deployment_id,
+                ),
+            )
+            .where(DeploymentStatus.state == "success")
+            .where(DeploymentStatus.created_at >= since, DeploymentStatus.created_at < before)
+            .distinct()
+        )
+        if repo:
+            candidates = candidates.where(DeploymentStatus.repo == repo)
+        shas = {(r, sha) for r, sha in session.execute(candidates)}
+        if not shas:
+            return {}
+    base = (
+        select(
+            Deployment.repo,
+            Deployment.sha,
+            Deployment.environment,
+            func.min(DeploymentStatus.created_at),
+        )
+        .join(
+            DeploymentStatus,
+            and_(
+                DeploymentStatus.repo == Deployment.repo,
+                DeploymentStatus.deployment_id == Deployment.deployment_id,
+            ),
+        )
+        .where(DeploymentStatus.state == "success", DeploymentStatus.created_at < before)
+        .group_by(Deployment.repo, Deployment.sha, Deployment.environment)
     )
+    if repo:
+        base = base.where(Deployment.repo == repo)
+    stmts = (
+        [base]
+        if shas is None
+        else [
+            base.where(Deployment.repo == repo_name, Deployment.sha.in_(chunk))
+            for repo_name, chunk in per_repo(shas)
+        ]
+    )
+    ready: dict[ShaKey, datetime] = {}
+    for stmt in stmts:
+        for r, sha, env, at in session.execute(stmt):
+            if not regex.search(env):
+                continue
+            when = _aware(at)
+            if (r, sha) not in ready or when < ready[(r, sha)]:
+                ready[(r, sha)] = when
+    return ready
+
+
+def _aware(value: Any) -> datetime:
+    # MIN() over a UTCDateTime column: PostgreSQL returns aware values, SQLite the naive text.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return as_utc(value)
 
 
 def lead_time_frame(
@@ -68,64 +187,55 @@ def lead_time_frame(
 
     Columns: repo, pr (int|None), sha, started_at (UTC), preview_ready_at (UTC), seconds
     (float), pr_url, title. Start = first PR-triggered CI run for the SHA; end = first
-    `success` status of a deployment of that SHA to a preview environment.
+    `success` status of a deployment of that SHA to a preview environment. The PR is the one
+    that had the SHA as its head (so fork PRs, whose runs name no PR, are found), else the
+    one the run names.
     """
-    envs = preview_environments(session, preview_pattern, repo)
-    if not envs:
+    ready = {
+        key: at
+        for key, at in _ready_at(
+            session, before=window.end, pattern=preview_pattern, repo=repo, since=window.start
+        ).items()
+        if at >= window.start
+    }
+    if not ready:
         return pd.DataFrame(columns=LEAD_TIME_COLUMNS)
-    ready = (
-        select(
-            Deployment.repo,
-            Deployment.sha,
-            func.min(DeploymentStatus.created_at).label("ready_at"),
+    first = _first_pr_runs(session, set(ready))
+    commit_pr: dict[ShaKey, int] = {}
+    for repo_name, chunk in per_repo(first):
+        stmt = (
+            select(
+                PullRequestCommit.repo, PullRequestCommit.sha, func.max(PullRequestCommit.number)
+            )
+            .where(PullRequestCommit.repo == repo_name, PullRequestCommit.sha.in_(chunk))
+            .group_by(PullRequestCommit.repo, PullRequestCommit.sha)
         )
-        .join(
-            DeploymentStatus,
-            and_(
-                DeploymentStatus.repo == Deployment.repo,
-                DeploymentStatus.deployment_id == Deployment.deployment_id,
-            ),
-        )
-        .where(DeploymentStatus.state == "success", Deployment.environment.in_(envs))
-        .group_by(Deployment.repo, Deployment.sha)
-        .subquery("ready")
-    )
-    first = _first_pr_run()
-    commit_pr = (
-        select(
-            PullRequestCommit.repo,
-            PullRequestCommit.sha,
-            func.max(PullRequestCommit.number).label("number"),
-        )
-        .group_by(PullRequestCommit.repo, PullRequestCommit.sha)
-        .subquery("commit_pr")
-    )
-    pr_number = func.coalesce(commit_pr.c.number, first.c.run_pr)
-    stmt = (
-        select(
-            first.c.repo,
-            pr_number,
-            first.c.sha,
-            first.c.started_at,
-            ready.c.ready_at,
-            PullRequest.html_url,
-            PullRequest.title,
-        )
-        .join(ready, and_(ready.c.repo == first.c.repo, ready.c.sha == first.c.sha))
-        .outerjoin(
-            commit_pr, and_(commit_pr.c.repo == first.c.repo, commit_pr.c.sha == first.c.sha)
-        )
-        .outerjoin(
-            PullRequest, and_(PullRequest.repo == first.c.repo, PullRequest.number == pr_number)
-        )
-        .where(ready.c.ready_at >= window.start, ready.c.ready_at < window.end)
-        .where(ready.c.ready_at >= first.c.started_at)
-    )
-    if repo:
-        stmt = stmt.where(first.c.repo == repo)
-    rows = session.execute(stmt).all()
+        commit_pr.update({(r, sha): n for r, sha, n in session.execute(stmt)})
+    rows = []
+    for key, (started, run_pr) in first.items():
+        if ready[key] < started:
+            continue
+        rows.append((key, commit_pr.get(key, run_pr), started, ready[key]))
+    prs: dict[tuple[str, int], tuple[str | None, str]] = {}
+    wanted = sorted({(key[0], pr) for key, pr, _, _ in rows if pr is not None})
+    for repo_name, numbers in per_repo(wanted):
+        pr_stmt = select(
+            PullRequest.repo, PullRequest.number, PullRequest.html_url, PullRequest.title
+        ).where(PullRequest.repo == repo_name, PullRequest.number.in_(numbers))
+        prs.update({(r, n): (url, title) for r, n, url, title in session.execute(pr_stmt)})
     out = pd.DataFrame(
-        [(r[0], r[1], r[2], r[3], r[4], (r[4] - r[3]).total_seconds(), r[5], r[6]) for r in rows],
+        [
+            (
+                key[0],
+                pr,
+                key[1],
+                started,
+                ready_at,
+                (ready_at - started).total_seconds(),
+                *prs.get((key[0], pr if pr is not None else -1), (None, None)),
+            )
+            for key, pr, started, ready_at in rows
+        ],
         columns=LEAD_TIME_COLUMNS,
     )
     return out.sort_values("preview_ready_at", ignore_index=True) if len(out) else out
@@ -143,33 +253,23 @@ def waiting_shas_frame(
 
     Columns: repo, sha, started_at, waiting_s.
     """
-    envs = preview_environments(session, preview_pattern, repo)
-    first = _first_pr_run()
-    ready_shas = (
-        select(Deployment.repo, Deployment.sha)
-        .join(
-            DeploymentStatus,
-            and_(
-                DeploymentStatus.repo == Deployment.repo,
-                DeploymentStatus.deployment_id == Deployment.deployment_id,
-            ),
-        )
-        .where(
-            DeploymentStatus.state == "success",
-            Deployment.environment.in_(envs or [""]),
-            DeploymentStatus.created_at < as_of,
-        )
+    candidates = select(CiRun.repo, CiRun.head_sha).where(
+        CiRun.event.in_(PR_EVENTS), CiRun.created_at >= since, CiRun.created_at < as_of
     )
-    stmt = select(first.c.repo, first.c.sha, first.c.started_at).where(
-        first.c.started_at >= since, first.c.started_at < as_of
-    )
-    df = frame(session, stmt, ["repo", "sha", "started_at"])
-    done = {(r, s) for r, s in session.execute(ready_shas).all()}
     if repo:
-        df = df[df["repo"] == repo]
-    df = df[[(r, s) not in done for r, s in zip(df["repo"], df["sha"], strict=True)]]
-    df = df.assign(waiting_s=[(as_of - t).total_seconds() for t in df["started_at"]])
-    return df.reset_index(drop=True)
+        candidates = candidates.where(CiRun.repo == repo)
+    shas = {(r, sha) for r, sha in session.execute(candidates.distinct())}
+    first = {
+        key: started
+        for key, (started, _) in _first_pr_runs(session, shas).items()
+        if since <= started < as_of
+    }
+    done = _ready_at(session, before=as_of, pattern=preview_pattern, repo=repo, shas=set(first))
+    rows = sorted((started, key) for key, started in first.items() if key not in done)
+    return pd.DataFrame(
+        [(key[0], key[1], started, (as_of - started).total_seconds()) for started, key in rows],
+        columns=["repo", "sha", "started_at", "waiting_s"],
+    )
 
 
 @metric(
@@ -239,3 +339,269 @@ def _cache_hit_ratio(
     if not lookups:
         return MetricValue(None, 0, "no cache lookups reported")
     return MetricValue(hits / lookups, int(lookups), f"{hits} hits / {lookups} lookups")
+
+
+# --------------------------------------------------------------------------------------------
+# The CI page: summaries, daily trends, shard balance, flaky quarantine
+# --------------------------------------------------------------------------------------------
+
+LEAD_TIME_DAILY_COLUMNS = ["day", "p50_s", "p95_s", "count"]
+CACHE_DAILY_COLUMNS = ["day", "hits", "lookups", "ratio"]
+SHARD_COLUMNS = ["repo", "workflow", "shard_total", "shard_index", "jobs", "mean_s", "max_s"]
+QUARANTINE_COLUMNS = [
+    "repo",
+    "test_id",
+    "owner",
+    "first_flaked_at",
+    "last_flaked_at",
+    "expires_at",
+    "last_sha",
+    "active",
+    "flaky_shas",
+]
+DELIVERY_COLUMNS = ["event", "outcome", "deliveries"]
+
+
+@dataclass(frozen=True)
+class LeadTimeSummary:
+    """p50/p95 (seconds) and the sample count of a lead-time frame; None values: no samples."""
+
+    p50_s: float | None
+    p95_s: float | None
+    count: int
+
+
+def summarize_lead_times(df: pd.DataFrame) -> LeadTimeSummary:
+    """p50, p95 (linear interpolation) and count over the `seconds` column of a lead-time frame."""
+    seconds: Any = df.get("seconds", [])
+    return LeadTimeSummary(percentile(seconds, 50.0), percentile(seconds, 95.0), len(df))
+
+
+def lead_time_daily_frame(lead_times: pd.DataFrame) -> pd.DataFrame:
+    """Per UTC day of `preview_ready_at`: p50_s, p95_s and count. Columns: day (date), …"""
+    if lead_times.empty:
+        return pd.DataFrame(columns=LEAD_TIME_DAILY_COLUMNS)
+    days = [as_utc(t).date() for t in lead_times["preview_ready_at"]]
+    rows = []
+    for day, group in lead_times.groupby(days, sort=True):
+        rows.append(
+            (
+                day,
+                percentile(group["seconds"], 50.0),
+                percentile(group["seconds"], 95.0),
+                len(group),
+            )
+        )
+    return pd.DataFrame(rows, columns=LEAD_TIME_DAILY_COLUMNS)
+
+
+def _utc_day(session: Session, column: Any) -> ColumnElement[Any]:
+    # SQLite keeps naive UTC text; PostgreSQL's date() would use the session time zone.
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)
+
+
+def _day_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).date()
+    return value
+
+
+def cache_hit_daily_frame(
+    session: Session, *, window: Window, repo: str | None = None
+) -> pd.DataFrame:
+    """Exact-key cache hits and lookups per UTC day of job finish. Columns: CACHE_DAILY_COLUMNS."""
+    day = _utc_day(session, CiJobMetric.finished_at).label("day")
+    stmt = (
+        select(day, func.sum(CiJobMetric.cache_hits), func.sum(CiJobMetric.cache_lookups))
+        .where(CiJobMetric.finished_at >= window.start, CiJobMetric.finished_at < window.end)
+        .where(CiJobMetric.cache_lookups > 0)
+        .group_by(day)
+        .order_by(day)
+    )
+    if repo:
+        stmt = stmt.where(CiJobMetric.repo == repo)
+    rows = [
+        (_day_value(d), int(h), int(n), (int(h) / int(n)) if n else None)
+        for d, h, n in session.execute(stmt)
+    ]
+    return pd.DataFrame(rows, columns=CACHE_DAILY_COLUMNS)
+
+
+def shard_balance_frame(
+    session: Session, *, window: Window, repo: str | None = None
+) -> pd.DataFrame:
+    """Job duration per shard of each sharded workflow. Columns: SHARD_COLUMNS (seconds).
+
+    The workflow is the run's workflow name when the run is known, else the job name without
+    its shard suffix, so reports that arrive before the run's webhook still group sensibly.
+    """
+    workflow = func.coalesce(CiRun.workflow_name, CiJobMetric.job_name).label("workflow")
+    stmt = (
+        select(
+            CiJobMetric.repo,
+            workflow,
+            CiJobMetric.shard_total,
+            CiJobMetric.shard_index,
+            func.count(),
+            func.avg(CiJobMetric.duration_s),
+            func.max(CiJobMetric.duration_s),
+        )
+        .outerjoin(
+            CiRun,
+            and_(
+                CiRun.repo == CiJobMetric.repo,
+                CiRun.run_id == CiJobMetric.run_id,
+                CiRun.run_attempt == CiJobMetric.run_attempt,
+            ),
+        )
+        .where(CiJobMetric.shard_total.is_not(None))
+        .where(CiJobMetric.finished_at >= window.start, CiJobMetric.finished_at < window.end)
+        .group_by(CiJobMetric.repo, workflow, CiJobMetric.shard_total, CiJobMetric.shard_index)
+        .order_by(CiJobMetric.repo, workflow, CiJobMetric.shard_total, CiJobMetric.shard_index)
+    )
+    if repo:
+        stmt = stmt.where(CiJobMetric.repo == repo)
+    df = frame(session, stmt, SHARD_COLUMNS)
+    if not df.empty:
+        df["workflow"] = [re.sub(r"\s*\(\d+/\d+\)$", "", str(w)) for w in df["workflow"]]
+        df = (
+            df.groupby(["repo", "workflow", "shard_total", "shard_index"], as_index=False)
+            .agg(jobs=("jobs", "sum"), mean_s=("mean_s", "mean"), max_s=("max_s", "max"))
+            .reindex(columns=SHARD_COLUMNS)
+        )
+    return df
+
+
+def quarantine_frame(
+    session: Session, *, as_of: datetime, window: Window | None = None, repo: str | None = None
+) -> pd.DataFrame:
+    """The flaky-test quarantine, active entries first. Columns: QUARANTINE_COLUMNS.
+
+    `active` = the entry has not expired at ``as_of``; `flaky_shas` = SHAs on which the test
+    both failed and passed (or passed after an in-job rerun) with results in ``window``.
+    """
+    failed = func.max(case((CiTestResult.outcome.in_(("failed", "error")), 1), else_=0))
+    passed = func.max(case((CiTestResult.outcome == "passed", 1), else_=0))
+    flaky = func.max(case((CiTestResult.outcome == "flaky", 1), else_=0))
+    per_sha = select(CiTestResult.repo, CiTestResult.test_id, CiTestResult.head_sha).group_by(
+        CiTestResult.repo, CiTestResult.test_id, CiTestResult.head_sha
+    )
+    per_sha = per_sha.having((failed + passed == 2) | (flaky == 1))
+    if window is not None:
+        per_sha = per_sha.where(
+            CiTestResult.finished_at >= window.start, CiTestResult.finished_at < window.end
+        )
+    if repo:
+        per_sha = per_sha.where(CiTestResult.repo == repo)
+    sub = per_sha.subquery("flaky_shas")
+    counts = (
+        select(sub.c.repo, sub.c.test_id, func.count().label("n"))
+        .group_by(sub.c.repo, sub.c.test_id)
+        .subquery("flaky_counts")
+    )
+    stmt = (
+        select(
+            QuarantinedTest.repo,
+            QuarantinedTest.test_id,
+            QuarantinedTest.owner,
+            QuarantinedTest.first_flaked_at,
+            QuarantinedTest.last_flaked_at,
+            QuarantinedTest.expires_at,
+            QuarantinedTest.last_sha,
+            QuarantinedTest.expires_at > as_of,
+            func.coalesce(counts.c.n, 0),
+        )
+        .outerjoin(
+            counts,
+            and_(
+                counts.c.repo == QuarantinedTest.repo,
+                counts.c.test_id == QuarantinedTest.test_id,
+            ),
+        )
+        .order_by(QuarantinedTest.expires_at.desc(), QuarantinedTest.test_id)
+    )
+    if repo:
+        stmt = stmt.where(QuarantinedTest.repo == repo)
+    df = frame(session, stmt, QUARANTINE_COLUMNS)
+    if not df.empty:
+        df["active"] = df["active"].astype(bool)
+        df = df.sort_values(["active", "expires_at"], ascending=[False, False], ignore_index=True)
+    return df
+
+
+def deliveries_frame(session: Session, *, since: datetime) -> pd.DataFrame:
+    """Webhook deliveries since ``since`` per event and outcome. Columns: DELIVERY_COLUMNS."""
+    stmt = (
+        select(GitHubDelivery.event, GitHubDelivery.outcome, func.count())
+        .where(GitHubDelivery.received_at >= since)
+        .group_by(GitHubDelivery.event, GitHubDelivery.outcome)
+        .order_by(GitHubDelivery.event, GitHubDelivery.outcome)
+    )
+    return frame(session, stmt, DELIVERY_COLUMNS)
+
+
+def list_repos(session: Session) -> list[str]:
+    """Every repository with CI runs or job reports, sorted."""
+    runs = set(session.scalars(select(CiRun.repo).distinct()))
+    jobs = set(session.scalars(select(CiJobMetric.repo).distinct()))
+    return sorted(runs | jobs)
+
+
+@dataclass(frozen=True)
+class CiPageData:
+    """Everything the CI page shows for one repo selection, read in one session."""
+
+    window: Window
+    baseline: Window
+    lead_times: pd.DataFrame
+    baseline_lead_times: pd.DataFrame
+    waiting: pd.DataFrame
+    cache_daily: pd.DataFrame
+    shards: pd.DataFrame
+    quarantine: pd.DataFrame
+    deliveries: pd.DataFrame
+
+
+def ci_page_data(
+    session: Session,
+    *,
+    window: Window,
+    baseline: Window,
+    as_of: datetime,
+    repo: str | None = None,
+    preview_pattern: str = DEFAULT_PREVIEW_PATTERN,
+) -> CiPageData:
+    """Read the CI page for ``window`` (and ``baseline`` for before/after) as of ``as_of``.
+
+    SHAs still waiting are those whose first PR run started in the window and have no ready
+    preview by min(as_of, window end).
+    """
+    waiting_until = min(as_of, window.end)
+    return CiPageData(
+        window=window,
+        baseline=baseline,
+        lead_times=lead_time_frame(
+            session, window=window, repo=repo, preview_pattern=preview_pattern
+        ),
+        baseline_lead_times=lead_time_frame(
+            session, window=baseline, repo=repo, preview_pattern=preview_pattern
+        ),
+        waiting=waiting_shas_frame(
+            session,
+            as_of=max(waiting_until, window.start + timedelta(seconds=1)),
+            since=window.start,
+            repo=repo,
+            preview_pattern=preview_pattern,
+        ),
+        cache_daily=cache_hit_daily_frame(session, window=window, repo=repo),
+        shards=shard_balance_frame(session, window=window, repo=repo),
+        quarantine=quarantine_frame(session, as_of=as_of, window=window, repo=repo),
+        deliveries=deliveries_frame(session, since=window.start),
+    )
+
+
+def utc_now() -> datetime:
+    """The current time, aware UTC."""
+    return datetime.now(UTC)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from store.metrics import MetricValue, Window, metric
 from store.models import ExportEvent
+from store.models.egress import EvidencePack
 from store.queries.frames import frame
 
 
@@ -70,3 +71,112 @@ def _download_5xx(
     if r503:
         detail += f"; {r503} answered 503 — a limiter answering 503 instead of 429?"
     return MetricValue(float(r5xx), events, detail)
+
+
+def _day(session: Session, column: Any) -> Any:
+    """A per-day bucket of a timestamp column that both dialects group by."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", column)
+
+
+def export_daily_frame(session: Session, *, window: Window) -> pd.DataFrame:
+    """Per day (UTC) and tenant: events, r2xx, r429, r5xx. Columns: day, tenant, events, …"""
+    day = _day(session, ExportEvent.ts).label("day")
+    stmt = (
+        select(
+            day,
+            ExportEvent.tenant,
+            func.count(),
+            func.sum(case((ExportEvent.status < 300, 1), else_=0)),
+            func.sum(case((ExportEvent.status == 429, 1), else_=0)),
+            func.sum(case((ExportEvent.status >= 500, 1), else_=0)),
+        )
+        .where(ExportEvent.ts >= window.start, ExportEvent.ts < window.end)
+        .group_by(day, ExportEvent.tenant)
+        .order_by(day, ExportEvent.tenant)
+    )
+    return frame(session, stmt, ["day", "tenant", "events", "r2xx", "r429", "r5xx"])
+
+
+def uncovered_frame(session: Session, *, window: Window, limit: int = 20) -> pd.DataFrame:
+    """Routes whose events lacked a valid token or the watermark, most first.
+
+    Columns: route, token_state, watermarked, events, last_seen.
+    """
+    covered = (ExportEvent.token_state == "valid") & ExportEvent.watermarked.is_(True)  # noqa: S105
+    stmt = (
+        select(
+            ExportEvent.route,
+            ExportEvent.token_state,
+            ExportEvent.watermarked,
+            func.count().label("n"),
+            func.max(ExportEvent.ts),
+        )
+        .where(ExportEvent.ts >= window.start, ExportEvent.ts < window.end, ~covered)
+        .group_by(ExportEvent.route, ExportEvent.token_state, ExportEvent.watermarked)
+        .order_by(func.count().desc(), ExportEvent.route)
+        .limit(limit)
+    )
+    return frame(session, stmt, ["route", "token_state", "watermarked", "events", "last_seen"])
+
+
+def evidence_packs_frame(session: Session, *, limit: int = 100) -> pd.DataFrame:
+    """Evidence packs built, newest first, with their downloads.
+
+    Columns: pack_id, sprint, built_at, built_by, key_fingerprint, downloads (successful),
+    refused (4xx answers), downloaded_by (comma-separated users of successful downloads).
+    """
+    packs = frame(
+        session,
+        select(
+            EvidencePack.pack_id,
+            EvidencePack.sprint,
+            EvidencePack.built_at,
+            EvidencePack.built_by,
+            EvidencePack.key_fingerprint,
+        )
+        .order_by(EvidencePack.built_at.desc(), EvidencePack.id.desc())
+        .limit(limit),
+        ["pack_id", "sprint", "built_at", "built_by", "key_fingerprint"],
+    )
+    routes = {f"/evidence/packs/{p}/download": p for p in packs["pack_id"]}
+    stats = frame(
+        session,
+        select(ExportEvent.route, ExportEvent.user, ExportEvent.status, func.count())
+        .where(ExportEvent.route.in_(list(routes)))
+        .group_by(ExportEvent.route, ExportEvent.user, ExportEvent.status),
+        ["route", "user", "status", "n"],
+    )
+    ok = stats[stats["status"] == 200]
+    downloads = {routes[str(r)]: int(n) for r, n in ok.groupby("route")["n"].sum().items()}
+    refused = {
+        routes[str(r)]: int(n)
+        for r, n in stats[stats["status"] >= 400].groupby("route")["n"].sum().items()
+    }
+    users = {
+        routes[str(r)]: ", ".join(sorted({str(u) for u in g["user"] if u}))
+        for r, g in ok.groupby("route")
+    }
+    packs["downloads"] = [downloads.get(p, 0) for p in packs["pack_id"]]
+    packs["refused"] = [refused.get(p, 0) for p in packs["pack_id"]]
+    packs["downloaded_by"] = [users.get(p, "") for p in packs["pack_id"]]
+    return packs
+
+
+def evidence_downloads_frame(session: Session, *, limit: int = 50) -> pd.DataFrame:
+    """The latest evidence download attempts. Columns: ts, route, user, status, export_id, bytes."""
+    stmt = (
+        select(
+            ExportEvent.ts,
+            ExportEvent.route,
+            ExportEvent.user,
+            ExportEvent.status,
+            ExportEvent.export_id,
+            ExportEvent.bytes,
+        )
+        .where(ExportEvent.route.like("/evidence/packs/%"))
+        .order_by(ExportEvent.ts.desc())
+        .limit(limit)
+    )
+    return frame(session, stmt, ["ts", "route", "user", "status", "export_id", "bytes"])

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, literal_column, or_, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from store.metrics import MetricValue, Window, metric
 from store.models import BundlePin, BundleRevision, OpaDecision, OpaStatusReport
-from store.queries.frames import frame, percentile
+from store.models.policy import DECISION_FTS_TABLE, DECISION_SEARCH_DOCUMENT
+from store.queries.frames import as_utc, frame, percentile
 
 DRIFT_COLUMNS = [
     "instance_id",
@@ -124,7 +131,9 @@ def drift_frame(
     rows = []
     for rec in status.itertuples(index=False):
         pinned = pins.get((str(rec.bundle), str(rec.environment or "")))
-        drifted = pinned is not None and (rec.active_revision != pinned or bool(rec.code))
+        # pandas turns a missing code into NaN (truthy): only a non-empty string is an error.
+        code = rec.code if isinstance(rec.code, str) and rec.code else None
+        drifted = pinned is not None and (rec.active_revision != pinned or code is not None)
         rows.append(
             (
                 rec.instance_id,
@@ -134,10 +143,10 @@ def drift_frame(
                 pinned,
                 drifted,
                 rec.reported_at,
-                rec.code,
+                code,
             )
         )
-    return pd.DataFrame(rows, columns=DRIFT_COLUMNS)
+    return pd.DataFrame(rows, columns=DRIFT_COLUMNS).astype({"code": object})
 
 
 @metric(
@@ -301,3 +310,332 @@ def _stage_soak(session: Session, window: Window, agg: str, params: dict[str, An
         int(reports["instance_id"].nunique()),
         f"soaking since {max(since):%Y-%m-%d %H:%M} UTC",
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Decision search
+# --------------------------------------------------------------------------------------------
+
+DECISION_COLUMNS = [
+    "id",
+    "decision_id",
+    "timestamp",
+    "received_at",
+    "instance_id",
+    "environment",
+    "opa_version",
+    "path",
+    "allowed",
+    "dry_run",
+    "bundles",
+    "requested_by",
+]
+BODY_COLUMNS = ["opa_version", "erased", "masked", "input", "result", "metrics"]
+MAX_PAGE = 1000
+# Up to this many full-text hits, the hits are fetched first; beyond, rows are tested in order.
+FTS_SELECTIVE_ROWS = 5000
+_TERM = re.compile(r"[^\W_]+\*?", re.UNICODE)
+
+
+class SearchError(ValueError):
+    """A search the store cannot run as asked (bad cursor, empty full-text query)."""
+
+
+@dataclass(frozen=True)
+class DecisionFilter:
+    """What to look for; every field narrows the result (None = no restriction).
+
+    `text` is matched as words (letters and digits; a trailing `*` makes a prefix) that must
+    all occur in the decision's input or result, through SQLite FTS5 or PostgreSQL full-text.
+    """
+
+    start: datetime | None = None
+    end: datetime | None = None
+    path: str | None = None
+    allowed: bool | None = None
+    instance_id: str | None = None
+    environment: str | None = None
+    revision: str | None = None
+    decision_id: str | None = None
+    text: str | None = None
+
+
+@dataclass
+class DecisionPage:
+    """One page of decisions (newest first) and the cursor of the next page (None at the end)."""
+
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def search_terms(text: str) -> list[str]:
+    """Split free text into the words full-text search matches (lower case, `*` = prefix)."""
+    return [t.lower() for t in _TERM.findall(text)]
+
+
+def _fts_condition(session: Session, terms: Sequence[str]) -> ColumnElement[bool]:
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        # Each word quoted: nothing the user types is FTS5 syntax (no NEAR, OR, column filters).
+        query = " ".join(f'"{t.rstrip("*")}"*' if t.endswith("*") else f'"{t}"' for t in terms)
+        match = f"{DECISION_FTS_TABLE} MATCH :fts_query"
+        probe = sql_text(
+            f"SELECT count(*) FROM (SELECT rowid FROM {DECISION_FTS_TABLE} WHERE {match} "
+            "LIMIT :cap)"
+        )
+        hits = session.scalar(probe, {"fts_query": query, "cap": FTS_SELECTIVE_ROWS + 1}) or 0
+        if hits > FTS_SELECTIVE_ROWS:
+            # A common word: walk the newest rows (timestamp index) and test each against the
+            # index, instead of materialising every matching rowid first.
+            return sql_text(
+                f"EXISTS (SELECT 1 FROM {DECISION_FTS_TABLE} WHERE {match} "
+                f"AND {DECISION_FTS_TABLE}.rowid = opa_decisions.id)"
+            ).bindparams(bindparam("fts_query", query))  # type: ignore[return-value]
+        sub = sql_text(f"SELECT rowid FROM {DECISION_FTS_TABLE} WHERE {match}").bindparams(
+            bindparam("fts_query", query)
+        )
+        return OpaDecision.id.in_(sub.columns(literal_column("rowid")))
+    query = " & ".join(f"{t.rstrip('*')}:*" if t.endswith("*") else t for t in terms)
+    return literal_column(DECISION_SEARCH_DOCUMENT).op("@@")(
+        func.to_tsquery(literal_column("'simple'::regconfig"), bindparam("ts_query", query))
+    )
+
+
+def _revision_condition(session: Session, revision: str) -> ColumnElement[bool]:
+    each_fn = (
+        func.json_each_text if session.get_bind().dialect.name == "postgresql" else func.json_each
+    )
+    each = each_fn(OpaDecision.bundles).table_valued("key", "value").alias("b")
+    return select(literal_column("1")).select_from(each).where(each.c.value == revision).exists()
+
+
+def decision_conditions(session: Session, filters: DecisionFilter) -> list[ColumnElement[bool]]:
+    """The WHERE conditions for ``filters`` (all parameterised)."""
+    conds: list[ColumnElement[bool]] = []
+    if filters.start is not None:
+        conds.append(OpaDecision.timestamp >= filters.start)
+    if filters.end is not None:
+        conds.append(OpaDecision.timestamp < filters.end)
+    if filters.path:
+        path = filters.path.strip("/")
+        if path.endswith("*"):
+            prefix = path.rstrip("*")
+            # A range, not LIKE: the (path, timestamp) index serves it and `%`/`_` stay literal.
+            conds.append(and_(OpaDecision.path >= prefix, OpaDecision.path < prefix + "\uffff"))
+        else:
+            conds.append(OpaDecision.path == path)
+    if filters.allowed is not None:
+        conds.append(OpaDecision.allowed.is_(filters.allowed))
+    if filters.instance_id:
+        conds.append(OpaDecision.instance_id == filters.instance_id)
+    if filters.environment:
+        conds.append(OpaDecision.environment == filters.environment)
+    if filters.decision_id:
+        conds.append(OpaDecision.decision_id == filters.decision_id)
+    if filters.revision:
+        conds.append(_revision_condition(session, filters.revision))
+    if filters.text is not None and filters.text.strip():
+        terms = search_terms(filters.text)
+        if not terms:
+            raise SearchError("full-text query has no words to search for (letters or digits)")
+        conds.append(_fts_condition(session, terms))
+    return conds
+
+
+def encode_cursor(timestamp: datetime, row_id: int) -> str:
+    """Opaque keyset cursor for the row after which the next page starts."""
+    raw = f"{as_utc(timestamp).isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """Read a cursor made by :func:`encode_cursor`; raise :class:`SearchError` if it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, row_id = raw.rsplit("|", 1)
+        return as_utc(datetime.fromisoformat(stamp)), int(row_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SearchError("cursor is not one this API handed out") from exc
+
+
+def _columns(with_bodies: bool) -> list[str]:
+    return DECISION_COLUMNS + [c for c in BODY_COLUMNS if c not in DECISION_COLUMNS] * with_bodies
+
+
+def _decision_select(
+    session: Session, filters: DecisionFilter, *, with_bodies: bool = False
+) -> Select[Any]:
+    cols = [getattr(OpaDecision, c) for c in _columns(with_bodies)]
+    return select(*cols).where(*decision_conditions(session, filters))
+
+
+def _row(values: Sequence[Any], with_bodies: bool = False) -> dict[str, Any]:
+    return dict(zip(_columns(with_bodies), values, strict=True))
+
+
+def search_decisions(
+    session: Session,
+    *,
+    filters: DecisionFilter,
+    limit: int = 100,
+    cursor: str | None = None,
+    with_bodies: bool = False,
+) -> DecisionPage:
+    """Decisions matching ``filters``, newest first, keyset-paged by (timestamp, id).
+
+    Rows carry DECISION_COLUMNS, plus BODY_COLUMNS (input, result, …) when ``with_bodies``.
+    """
+    limit = max(1, min(limit, MAX_PAGE))
+    stmt = _decision_select(session, filters, with_bodies=with_bodies)
+    if cursor:
+        stamp, row_id = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                OpaDecision.timestamp < stamp,
+                and_(OpaDecision.timestamp == stamp, OpaDecision.id < row_id),
+            )
+        )
+    stmt = stmt.order_by(OpaDecision.timestamp.desc(), OpaDecision.id.desc()).limit(limit + 1)
+    rows = [_row(r, with_bodies) for r in session.execute(stmt).all()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1]["timestamp"], rows[-1]["id"]) if more else None
+    return DecisionPage(rows, next_cursor)
+
+
+def decisions_block(
+    session: Session, *, filters: DecisionFilter, offset: int, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Rows ``offset``…``offset+limit`` of the newest-first result, and whether more follow.
+
+    For the grid's infinite row model, which asks for blocks by row number.
+    """
+    limit = max(1, min(limit, MAX_PAGE))
+    stmt = (
+        _decision_select(session, filters)
+        .order_by(OpaDecision.timestamp.desc(), OpaDecision.id.desc())
+        .offset(max(0, offset))
+        .limit(limit + 1)
+    )
+    rows = [_row(r) for r in session.execute(stmt).all()]
+    return rows[:limit], len(rows) > limit
+
+
+def get_decision(session: Session, decision_id: str) -> dict[str, Any] | None:
+    """Every stored field of one decision, or None."""
+    found = session.scalars(
+        select(OpaDecision).where(OpaDecision.decision_id == decision_id)
+    ).one_or_none()
+    if found is None:
+        return None
+    return {c.key: getattr(found, c.key) for c in OpaDecision.__table__.columns}
+
+
+def decision_facets(session: Session, *, window: Window) -> dict[str, list[str]]:
+    """Distinct instances, environments and paths seen in ``window`` (for search controls)."""
+    in_window = and_(OpaDecision.timestamp >= window.start, OpaDecision.timestamp < window.end)
+    out: dict[str, list[str]] = {}
+    for key, col in (
+        ("instance_id", OpaDecision.instance_id),
+        ("environment", OpaDecision.environment),
+        ("path", OpaDecision.path),
+    ):
+        values = session.scalars(select(col).where(in_window, col.is_not(None)).distinct())
+        out[key] = sorted(str(v) for v in values)
+    return out
+
+
+def allow_deny_frame(session: Session, *, window: Window, bucket: str = "day") -> pd.DataFrame:
+    """Allowed and denied decision counts per policy path and time bucket in ``window``.
+
+    Columns: bucket (UTC, start of the hour/day), path, allowed, denied, undecided.
+    Counted in SQL; decisions whose result has no boolean verdict are `undecided`.
+    """
+    if bucket not in ("hour", "day"):
+        raise ValueError("bucket must be 'hour' or 'day'")
+    if session.get_bind().dialect.name == "postgresql":
+        key: Any = func.date_trunc(bucket, OpaDecision.timestamp)
+    else:
+        fmt = "%Y-%m-%d %H:00:00" if bucket == "hour" else "%Y-%m-%d 00:00:00"
+        key = func.strftime(fmt, OpaDecision.timestamp)
+    allowed = func.sum(func.cast(OpaDecision.allowed.is_(True), _int_type()))
+    denied = func.sum(func.cast(OpaDecision.allowed.is_(False), _int_type()))
+    stmt = (
+        select(key.label("bucket"), OpaDecision.path, allowed, denied, func.count())
+        .where(OpaDecision.timestamp >= window.start, OpaDecision.timestamp < window.end)
+        .group_by(key, OpaDecision.path)
+        .order_by(key, OpaDecision.path)
+    )
+    rows = []
+    for b, path, a, d, n in session.execute(stmt).all():
+        stamp = as_utc(datetime.fromisoformat(b) if isinstance(b, str) else b)
+        rows.append((stamp, path, int(a or 0), int(d or 0), int(n) - int(a or 0) - int(d or 0)))
+    return pd.DataFrame(rows, columns=["bucket", "path", "allowed", "denied", "undecided"])
+
+
+def pin_changes_frame(session: Session, *, window: Window) -> pd.DataFrame:
+    """Bundle pins made in ``window``: pinned_at, bundle, environment, revision, pinned_by."""
+    stmt = (
+        select(
+            BundlePin.pinned_at,
+            BundlePin.bundle,
+            BundlePin.environment,
+            BundlePin.revision,
+            BundlePin.pinned_by,
+        )
+        .where(BundlePin.pinned_at >= window.start, BundlePin.pinned_at < window.end)
+        .order_by(BundlePin.pinned_at)
+    )
+    return frame(session, stmt, ["pinned_at", "bundle", "environment", "revision", "pinned_by"])
+
+
+# OPA's default decision-log upload delay is 300–600 s; a median gap this long means defaults.
+DEFAULT_DELAY_FLOOR_S = 240.0
+
+
+def upload_cadence_frame(session: Session, *, window: Window) -> pd.DataFrame:
+    """Observed upload cadence per instance: uploads, median_gap_s, default_delay (bool).
+
+    One upload = one distinct `received_at` (a chunk is stored with one receive time).
+    `default_delay` is True when the median gap between uploads is ≥ 240 s, i.e. the instance
+    runs with (close to) OPA's default 300–600 s delays and cannot meet a 60 s latency goal.
+    """
+    stmt = (
+        select(OpaDecision.instance_id, OpaDecision.received_at)
+        .where(OpaDecision.received_at >= window.start, OpaDecision.received_at < window.end)
+        .distinct()
+        .order_by(OpaDecision.instance_id, OpaDecision.received_at)
+    )
+    df = frame(session, stmt, ["instance_id", "received_at"])
+    rows = []
+    for inst, group in df.groupby("instance_id"):
+        stamps = list(group["received_at"])
+        gaps = [(b - a).total_seconds() for a, b in pairwise(stamps)]
+        median = percentile(gaps, 50)
+        rows.append(
+            (inst, len(stamps), median, median is not None and median >= DEFAULT_DELAY_FLOOR_S)
+        )
+    return pd.DataFrame(rows, columns=["instance_id", "uploads", "median_gap_s", "default_delay"])
+
+
+def bundle_revisions_frame(session: Session) -> pd.DataFrame:
+    """Every registered bundle revision, newest first.
+
+    Columns: bundle, revision, signature_status (verified | unsigned | invalid),
+    signature_detail, key_id, sha256, source, added_at.
+    """
+    cols = [
+        "bundle",
+        "revision",
+        "signature_status",
+        "signature_detail",
+        "key_id",
+        "sha256",
+        "source",
+        "added_at",
+    ]
+    stmt = select(*[getattr(BundleRevision, c) for c in cols]).order_by(
+        BundleRevision.added_at.desc(), BundleRevision.bundle
+    )
+    return frame(session, stmt, cols)

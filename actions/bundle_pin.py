@@ -1,0 +1,510 @@
+"""PinOpaBundle (`opa.pin-bundle`): pin an environment's OPA bundle to a registry revision.
+
+Two providers: Quarterdeck's own registry (a `BundlePin` row that `GET /bundles/<name>` serves)
+and Kubernetes (patch the OPA ConfigMap's bundle `resource` with a `resourceVersion`
+precondition; server-side `dryRun=All` while rehearsing). Before anything moves, the last recorded
+decisions of the bundle are replayed against the candidate revision's Rego (regorus) to show how
+many would flip. Verification waits for OPA's status reports to show the revision everywhere.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+import tarfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from actions.base import (
+    ApplyOutcome,
+    GuardedAction,
+    InvalidParams,
+    PlanView,
+    Proposal,
+    RuleResult,
+    state_token,
+)
+from store.models import BundlePin, BundleRevision, OpaDecision, OpaStatusReport
+
+log = logging.getLogger(__name__)
+
+BundleLoader = Callable[[BundleRevision], bytes | None]
+MAX_EXAMPLES = 5
+
+
+def bundle_files(data: bytes) -> dict[str, bytes]:
+    """Unpack a gzipped bundle tarball into path → bytes (paths without a leading slash)."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data)), mode="r:") as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    files[member.name.lstrip("/")] = handle.read()
+    return files
+
+
+def _nest(path: str, value: Any) -> Any:
+    for part in reversed([p for p in path.split("/") if p]):
+        value = {part: value}
+    return value
+
+
+def _merge(into: dict[str, Any], more: dict[str, Any]) -> None:
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+@dataclass
+class ImpactReport:
+    """Recorded decisions replayed against a candidate: how many flip, with examples."""
+
+    replayed: int = 0
+    allow_to_deny: int = 0
+    deny_to_allow: int = 0
+    errors: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def flipped(self) -> int:
+        return self.allow_to_deny + self.deny_to_allow
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "replayed": self.replayed,
+            "allow_to_deny": self.allow_to_deny,
+            "deny_to_allow": self.deny_to_allow,
+            "errors": self.errors,
+            "examples": self.examples,
+        }
+
+
+def replay_decisions(files: dict[str, bytes], decisions: list[OpaDecision]) -> ImpactReport:
+    """Evaluate every decision's input on the candidate's Rego and compare with what was logged.
+
+    Undefined results count as deny, as OPA's `allow` with `default allow := false` would.
+    """
+    import regorus  # a compiled Rego engine (gordon-to-regorus)
+
+    engine = regorus.Engine()
+    data: dict[str, Any] = {}
+    for name, content in sorted(files.items()):
+        if name.endswith(".rego"):
+            engine.add_policy(name, content.decode())
+        elif name.endswith("data.json"):
+            _merge(data, _nest(name.rsplit("/", 1)[0] if "/" in name else "", json.loads(content)))
+    if data:
+        engine.add_data_json(json.dumps(data))
+    report = ImpactReport()
+    for decision in decisions:
+        if decision.allowed is None or decision.input is None:
+            continue
+        rule = "data." + ".".join(p for p in decision.path.split("/") if p)
+        try:
+            engine.set_input_json(json.dumps(decision.input))
+            new = bool(engine.eval_rule(rule))
+        except Exception as exc:  # regorus raises its own error types with Rust backtraces
+            report.errors += 1
+            log.debug("replay of %s failed: %s", decision.decision_id, str(exc).splitlines()[0])
+            continue
+        report.replayed += 1
+        if new == decision.allowed:
+            continue
+        if decision.allowed:
+            report.allow_to_deny += 1
+        else:
+            report.deny_to_allow += 1
+        if len(report.examples) < MAX_EXAMPLES:
+            report.examples.append(
+                {
+                    "decision_id": decision.decision_id,
+                    "path": decision.path,
+                    "was": "allow" if decision.allowed else "deny",
+                    "now": "allow" if new else "deny",
+                    "input": decision.input,
+                }
+            )
+    return report
+
+
+class PinProvider(ABC):
+    """Where a pin takes effect: read the pinned revision, change it (or rehearse)."""
+
+    name: str
+
+    @abstractmethod
+    def read(self, session: Session, bundle: str, environment: str) -> tuple[str | None, Any]:
+        """Return the revision in effect and the raw state fingerprinted for drift checks."""
+
+    @abstractmethod
+    def pin(
+        self, session: Session, plan: PlanView, *, live: bool, expected_state: Any
+    ) -> ApplyOutcome:
+        """Point ``plan``'s environment at ``plan.after['revision']``."""
+
+
+class RegistryPins(PinProvider):
+    """Quarterdeck's own bundle endpoint: the latest `BundlePin` row is what `/bundles` serves."""
+
+    name = "registry"
+
+    def read(self, session: Session, bundle: str, environment: str) -> tuple[str | None, Any]:
+        pin = session.scalar(
+            select(BundlePin)
+            .where(BundlePin.bundle == bundle, BundlePin.environment == environment)
+            .order_by(BundlePin.pinned_at.desc(), BundlePin.id.desc())
+            .limit(1)
+        )
+        if pin is None:
+            return None, None
+        return pin.revision, {"revision": pin.revision, "pinned_at": pin.pinned_at.isoformat()}
+
+    def pin(
+        self, session: Session, plan: PlanView, *, live: bool, expected_state: Any
+    ) -> ApplyOutcome:
+        bundle, revision = plan.after["bundle"], plan.after["revision"]
+        if not live:
+            return ApplyOutcome(
+                True,
+                f"dry run: {plan.environment} would be served {bundle} {revision}",
+                detail={"provider": self.name},
+            )
+        session.add(
+            BundlePin(
+                bundle=bundle,
+                environment=plan.environment,
+                revision=revision,
+                pinned_at=datetime.now(UTC),
+                pinned_by=plan.actor,
+                reason=plan.reason,
+            )
+        )
+        session.flush()
+        return ApplyOutcome(
+            True,
+            f"{plan.environment} now served {bundle} {revision}; waiting for OPA status",
+            detail={"provider": self.name},
+        )
+
+
+class KubernetesPins(PinProvider):
+    """The OPA ConfigMap: `bundles.<name>.resource` carries `?revision=` of the pinned revision.
+
+    The patch carries the `resourceVersion` read at plan time, so the API server answers 409 if
+    anyone changed the ConfigMap since; rehearsals are sent with `dryRun=All`.
+    """
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        core_api: Any,
+        *,
+        namespace: str,
+        config_map: str,
+        key: str = "config.yaml",
+        namespaces: dict[str, str] | None = None,
+    ) -> None:
+        self.api = core_api
+        self.namespace = namespace
+        self.namespaces = namespaces or {}
+        self.config_map = config_map
+        self.key = key
+
+    def _namespace(self, environment: str) -> str:
+        return self.namespaces.get(environment, self.namespace)
+
+    def _load(self, environment: str) -> tuple[Any, dict[str, Any]]:
+        import yaml
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            cm = self.api.read_namespaced_config_map(self.config_map, self._namespace(environment))
+        except ApiException as exc:
+            raise InvalidParams(
+                f"ConfigMap {self._namespace(environment)}/{self.config_map}: "
+                f"HTTP {exc.status} {exc.reason}"
+            ) from exc
+        text = (cm.data or {}).get(self.key, "")
+        config = yaml.safe_load(text) or {}
+        if not isinstance(config, dict):
+            raise InvalidParams(f"ConfigMap key {self.key} is not an OPA config mapping")
+        return cm, config
+
+    @staticmethod
+    def revision_of(resource: str) -> str | None:
+        values = parse_qs(urlsplit(resource).query).get("revision")
+        return values[0] if values else None
+
+    def read(self, session: Session, bundle: str, environment: str) -> tuple[str | None, Any]:
+        cm, config = self._load(environment)
+        resource = str((config.get("bundles") or {}).get(bundle, {}).get("resource") or "")
+        if not resource:
+            raise InvalidParams(f"OPA config has no bundles.{bundle}.resource")
+        return self.revision_of(resource), {
+            "resource_version": cm.metadata.resource_version,
+            "resource": resource,
+        }
+
+    def pin(
+        self, session: Session, plan: PlanView, *, live: bool, expected_state: Any
+    ) -> ApplyOutcome:
+        import yaml
+        from kubernetes.client.exceptions import ApiException
+
+        bundle, revision = plan.after["bundle"], plan.after["revision"]
+        _, config = self._load(plan.environment)
+        entry = config["bundles"][bundle]
+        parts = urlsplit(str(entry["resource"]))
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()} | {"revision": revision}
+        entry["resource"] = parts._replace(query=urlencode(query)).geturl()
+        body = {
+            "metadata": {"resourceVersion": expected_state["resource_version"]},
+            "data": {self.key: yaml.safe_dump(config, sort_keys=False)},
+        }
+        try:
+            result = self.api.patch_namespaced_config_map(
+                self.config_map,
+                self._namespace(plan.environment),
+                body,
+                dry_run=None if live else "All",
+                field_manager="quarterdeck",
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return ApplyOutcome(False, "ConfigMap changed since the plan (409): plan again")
+            return ApplyOutcome(
+                False, f"Kubernetes refused the patch: HTTP {exc.status} {exc.reason}"
+            )
+        what = "patched" if live else "dry run accepted by the API server for"
+        return ApplyOutcome(
+            True,
+            f"{what} {self._namespace(plan.environment)}/{self.config_map}: resource "
+            f"{entry['resource']}",
+            detail={
+                "provider": self.name,
+                "resource": entry["resource"],
+                "resource_version": result.metadata.resource_version,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class PinConfig:
+    """Rule thresholds for bundle pins."""
+
+    stage_environment: str = "stage"
+    production_environments: frozenset[str] = frozenset({"prod"})
+    soak: timedelta = timedelta(hours=24)
+    replay_last: int = 500
+    max_flip_pct: float = 5.0
+
+
+class PinOpaBundle(GuardedAction):
+    """Pin which bundle revision an environment's OPA instances run."""
+
+    slug = "opa.pin-bundle"
+    title = "Pin OPA bundle"
+
+    def __init__(
+        self,
+        providers: list[PinProvider],
+        loader: BundleLoader,
+        config: PinConfig | None = None,
+    ) -> None:
+        self.providers = {p.name: p for p in providers}
+        self.loader = loader
+        self.config = config or PinConfig()
+
+    def _provider(self, params: dict[str, Any]) -> PinProvider:
+        name = str(params.get("provider") or "registry")
+        if name not in self.providers:
+            raise InvalidParams(f"unknown provider {name!r} (known: {', '.join(self.providers)})")
+        return self.providers[name]
+
+    def propose(self, session: Session, params: dict[str, Any], environment: str) -> Proposal:
+        bundle = str(params.get("bundle") or "").strip()
+        revision = str(params.get("revision") or "").strip()
+        if not bundle or not revision:
+            raise InvalidParams("give --bundle and --revision")
+        provider = self._provider(params)
+        current, state = provider.read(session, bundle, environment)
+        if current == revision:
+            raise InvalidParams(f"{environment} already runs {bundle} {revision}")
+        known = session.scalar(
+            select(BundleRevision).where(
+                BundleRevision.bundle == bundle, BundleRevision.revision == revision
+            )
+        )
+        rules: list[RuleResult] = []
+        preview: dict[str, Any] = {}
+        if known is None:
+            rules.append(
+                RuleResult(
+                    "revision-exists",
+                    False,
+                    f"{bundle} {revision} is not in the registry",
+                    overridable=False,
+                )
+            )
+        else:
+            rules.append(
+                RuleResult("revision-exists", True, f"registered {known.added_at:%Y-%m-%d}")
+            )
+            data = self.loader(known)
+            rules.append(self._signature(known, data))
+            rules.append(self._staged(session, bundle, revision, environment))
+            impact, preview = self._impact(session, bundle, environment, data)
+            rules.append(impact)
+        return Proposal(
+            target=f"opa-bundle:{environment}/{bundle}",
+            before={"bundle": bundle, "revision": current, "provider": provider.name},
+            after={"bundle": bundle, "revision": revision, "provider": provider.name},
+            rules=rules,
+            state_token=state_token(state),
+            preview=preview,
+        )
+
+    def _signature(self, known: BundleRevision, data: bytes | None) -> RuleResult:
+        name = "bundle-signature-valid"
+        if data is None:
+            return RuleResult(name, False, "the bundle tarball cannot be read", overridable=False)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != known.sha256:
+            return RuleResult(
+                name,
+                False,
+                f"tampered: tarball sha256 {digest[:12]}… ≠ registered {known.sha256[:12]}…",
+                overridable=False,
+            )
+        if known.signature_status == "verified":
+            return RuleResult(name, True, f"signature verified (key {known.key_id})")
+        if known.signature_status == "unsigned":
+            return RuleResult(name, False, "bundle is unsigned")
+        return RuleResult(
+            name, False, f"signature invalid: {known.signature_detail}", overridable=False
+        )
+
+    def _staged(self, session: Session, bundle: str, revision: str, environment: str) -> RuleResult:
+        name = "staged-rollout"
+        if environment not in self.config.production_environments:
+            return RuleResult(name, True, f"{environment} is not production: no soak required")
+        stage = self.config.stage_environment
+        first = session.scalar(
+            select(func.min(OpaStatusReport.reported_at)).where(
+                OpaStatusReport.environment == stage,
+                OpaStatusReport.bundle == bundle,
+                OpaStatusReport.active_revision == revision,
+            )
+        )
+        source = "OPA status"
+        if first is None:
+            first = session.scalar(
+                select(func.min(BundlePin.pinned_at)).where(
+                    BundlePin.environment == stage,
+                    BundlePin.bundle == bundle,
+                    BundlePin.revision == revision,
+                )
+            )
+            source = "pin"
+        if first is None:
+            return RuleResult(name, False, f"{revision} has never run in {stage}")
+        soaked = datetime.now(UTC) - first
+        hours = self.config.soak.total_seconds() / 3600
+        if soaked < self.config.soak:
+            return RuleResult(
+                name,
+                False,
+                f"in {stage} for {soaked.total_seconds() / 3600:.1f} h ({source}); "
+                f"soak is {hours:g} h",
+            )
+        return RuleResult(name, True, f"ran in {stage} since {first:%Y-%m-%d %H:%M} ({source})")
+
+    def _impact(
+        self, session: Session, bundle: str, environment: str, data: bytes | None
+    ) -> tuple[RuleResult, dict[str, Any]]:
+        name = "impact-preview"
+        if data is None:
+            return RuleResult(name, False, "no bundle to replay against"), {}
+        recent = session.scalars(
+            select(OpaDecision)
+            .where(OpaDecision.environment == environment)
+            .order_by(OpaDecision.timestamp.desc())
+            .limit(self.config.replay_last * 4)
+        ).all()
+        mine = [d for d in recent if bundle in (d.bundles or {})][: self.config.replay_last]
+        report = replay_decisions(bundle_files(data), mine)
+        preview = {"impact": report.as_dict()}
+        if report.replayed == 0:
+            return RuleResult(name, True, "no recorded decisions to replay"), preview
+        pct = 100.0 * report.flipped / report.replayed
+        text = (
+            f"{report.allow_to_deny} allow→deny, {report.deny_to_allow} deny→allow of "
+            f"{report.replayed} replayed ({pct:.1f}%, limit {self.config.max_flip_pct:g}%)"
+        )
+        return RuleResult(name, pct <= self.config.max_flip_pct, text), preview
+
+    def current_token(self, session: Session, plan: PlanView) -> str:
+        provider = self._provider(plan.params)
+        _, state = provider.read(session, plan.after["bundle"], plan.environment)
+        return state_token(state)
+
+    def apply(self, session: Session, plan: PlanView, *, live: bool) -> ApplyOutcome:
+        provider = self._provider(plan.params)
+        _, state = provider.read(session, plan.after["bundle"], plan.environment)
+        outcome = provider.pin(session, plan, live=live, expected_state=state)
+        if live and outcome.ok:
+            outcome.verified = self.verify(session, plan) or None
+        return outcome
+
+    def verify(self, session: Session, plan: PlanView) -> bool | None:
+        """True once every OPA instance of the environment reports the revision active."""
+        drift = policy_drift(
+            session, plan.after["bundle"], plan.environment, plan.after["revision"]
+        )
+        if drift["instances"] and not drift["drifted"]:
+            return True
+        return None
+
+    def rollback_params(self, plan: PlanView) -> dict[str, Any]:
+        if not plan.before.get("revision"):
+            raise InvalidParams("nothing was pinned before this change: no revision to return to")
+        return {
+            "bundle": plan.before["bundle"],
+            "revision": plan.before["revision"],
+            "provider": plan.before["provider"],
+        }
+
+
+def policy_drift(session: Session, bundle: str, environment: str, revision: str) -> dict[str, Any]:
+    """Latest status per OPA instance of the environment: which do not run ``revision``."""
+    latest = (
+        select(OpaStatusReport.instance_id, func.max(OpaStatusReport.reported_at).label("at"))
+        .where(OpaStatusReport.environment == environment, OpaStatusReport.bundle == bundle)
+        .group_by(OpaStatusReport.instance_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(OpaStatusReport.instance_id, OpaStatusReport.active_revision, OpaStatusReport.code)
+        .join(
+            latest,
+            (OpaStatusReport.instance_id == latest.c.instance_id)
+            & (OpaStatusReport.reported_at == latest.c.at),
+        )
+        .where(OpaStatusReport.environment == environment, OpaStatusReport.bundle == bundle)
+    ).all()
+    drifted = sorted({i for i, active, code in rows if active != revision or code})
+    return {"instances": len({r[0] for r in rows}), "drifted": drifted}

@@ -1,0 +1,462 @@
+"""FlipDnsWeights (`route53.flip-weights`): change the weights of one name's weighted records.
+
+All weighted record sets of the name go into one transactional change batch, rebuilt from what
+was read (TTL, values, alias, health check kept), so nothing but `Weight` changes. Our own
+validation runs before Route 53 sees the batch because local peers (moto) accept batches the real
+service rejects. `PriorRequestNotComplete`/`Throttling` are retried with backoff; verification
+waits (bounded) for `INSYNC` and reads the weights back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from actions.base import (
+    ApplyOutcome,
+    GuardedAction,
+    InvalidParams,
+    PlanView,
+    Proposal,
+    RuleResult,
+    state_token,
+)
+from actions.rules import error_budget_not_frozen, healthy_share_verdict, observed_health
+from store.slo import SloDefinition
+
+log = logging.getLogger(__name__)
+
+MAX_WEIGHT = 255
+MAX_WEIGHTED_SETS = 100
+RETRYABLE = frozenset({"PriorRequestNotComplete", "Throttling", "ThrottlingException"})
+
+
+class Route53Error(RuntimeError):
+    """Route 53 refused a request; `messages` carries InvalidChangeBatch's messages."""
+
+    def __init__(self, code: str, message: str, messages: list[str] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.messages = messages or []
+
+
+def _client_error(exc: Exception) -> Route53Error:
+    response: dict[str, Any] = getattr(exc, "response", {}) or {}
+    error = response.get("Error", {})
+    messages = [str(m) for m in response.get("messages", []) or []]
+    return Route53Error(
+        str(error.get("Code", type(exc).__name__)), str(error.get("Message", exc)), messages
+    )
+
+
+def fqdn(name: str) -> str:
+    """Return ``name`` lower-cased with the trailing dot Route 53 answers with."""
+    name = name.strip().lower()
+    return name if name.endswith(".") else name + "."
+
+
+class Route53Weights:
+    """The Route 53 calls FlipDnsWeights makes, over a boto3 client built by the caller."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        attempts: int = 5,
+        backoff_s: float = 1.0,
+        insync_timeout_s: float = 120.0,
+        poll_s: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.sleep = sleep
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.insync_timeout_s = insync_timeout_s
+        self.poll_s = poll_s
+
+    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for attempt in range(self.attempts):
+            try:
+                result: dict[str, Any] = getattr(self.client, method)(**kwargs)
+                return result
+            except BotoCoreError as exc:  # no credentials, endpoint unreachable, …
+                raise Route53Error(type(exc).__name__, str(exc)) from exc
+            except ClientError as exc:
+                error = _client_error(exc)
+                if error.code in RETRYABLE and attempt + 1 < self.attempts:
+                    delay = self.backoff_s * 2**attempt
+                    log.warning("route53 %s: %s; retrying in %.1f s", method, error.code, delay)
+                    self.sleep(delay)
+                    continue
+                raise error from exc
+        raise Route53Error("RetriesExhausted", f"{method} did not succeed")  # pragma: no cover
+
+    def find_zone(self, record: str) -> str:
+        """Return the id of the hosted zone that holds ``record`` (longest matching suffix)."""
+        matches: dict[str, list[str]] = {}
+        marker: dict[str, Any] = {}
+        while True:
+            page = self._call("list_hosted_zones", **marker)
+            for zone in page.get("HostedZones", []):
+                name = fqdn(zone["Name"])
+                if record == name or record.endswith("." + name):
+                    matches.setdefault(name, []).append(str(zone["Id"]).split("/")[-1])
+            if not page.get("IsTruncated"):
+                break
+            marker = {"Marker": page["NextMarker"]}
+        if not matches:
+            raise InvalidParams(f"no hosted zone holds {record}")
+        name = max(matches, key=len)
+        if len(matches[name]) > 1:
+            # Split-horizon (public + private) zones share a name: never guess which one.
+            ids = ", ".join(sorted(matches[name]))
+            raise InvalidParams(f"several hosted zones are named {name} ({ids}): give the zone id")
+        return matches[name][0]
+
+    def weighted_sets(self, zone_id: str, record: str) -> list[dict[str, Any]]:
+        """`ListResourceRecordSets` from ``record`` on: its weighted sets (every type)."""
+        sets: list[dict[str, Any]] = []
+        start: dict[str, Any] = {"StartRecordName": record}
+        while True:
+            page = self._call("list_resource_record_sets", HostedZoneId=zone_id, **start)
+            for rs in page.get("ResourceRecordSets", []):
+                if fqdn(rs["Name"]) != record:
+                    return sets
+                if "Weight" in rs:
+                    sets.append(rs)
+            if not page.get("IsTruncated"):
+                return sets
+            start = {
+                "StartRecordName": page["NextRecordName"],
+                "StartRecordType": page["NextRecordType"],
+            }
+            if page.get("NextRecordIdentifier"):
+                start["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+
+    def health(self, health_check_id: str) -> list[bool]:
+        """`GetHealthCheckStatus`: one verdict per checker ("Success…" is healthy)."""
+        page = self._call("get_health_check_status", HealthCheckId=health_check_id)
+        return [
+            str(o.get("StatusReport", {}).get("Status", "")).startswith("Success")
+            for o in page.get("HealthCheckObservations", [])
+        ]
+
+    def change(self, zone_id: str, batch: dict[str, Any]) -> str:
+        """`ChangeResourceRecordSets` (retried when Route 53 is busy); returns the change id."""
+        info = self._call("change_resource_record_sets", HostedZoneId=zone_id, ChangeBatch=batch)
+        return str(info["ChangeInfo"]["Id"])
+
+    def wait_insync(self, change_id: str) -> str:
+        """Poll `GetChange` until `INSYNC` or the timeout; return the last status seen."""
+        waited = 0.0
+        while True:
+            status = str(self._call("get_change", Id=change_id)["ChangeInfo"]["Status"])
+            if status == "INSYNC" or waited >= self.insync_timeout_s:
+                return status
+            self.sleep(self.poll_s)
+            waited += self.poll_s
+
+
+@dataclass(frozen=True)
+class DnsFlipConfig:
+    """Rule thresholds for weight flips."""
+
+    max_step_pct: float = 50.0
+    min_healthy_regions: int = 1
+    slos: tuple[SloDefinition, ...] = ()
+    synthetic_urls: dict[str, str] = field(default_factory=dict)
+    synthetic_timeout_s: float = 3.0
+
+
+def synthetic_check(url: str, timeout_s: float) -> tuple[bool, str]:
+    """GET ``url``; a 2xx answer within the timeout is healthy."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (configured URL)
+            code = int(response.status)
+    except urllib.error.HTTPError as exc:
+        return False, f"synthetic check {url}: HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return False, f"synthetic check {url}: {exc}"
+    return 200 <= code < 300, f"synthetic check {url}: HTTP {code}"
+
+
+def validate_batch(sets: list[dict[str, Any]]) -> list[str]:
+    """Check a batch of weighted sets as Route 53 would; return every problem found."""
+    problems = []
+    if len(sets) > MAX_WEIGHTED_SETS:
+        problems.append(f"{len(sets)} weighted sets; Route 53 allows {MAX_WEIGHTED_SETS}")
+    ids = [rs.get("SetIdentifier") for rs in sets]
+    if len(set(ids)) != len(ids):
+        problems.append("duplicate SetIdentifier in the batch")
+    ttls = {rs.get("TTL") for rs in sets if "AliasTarget" not in rs}
+    if len(ttls) > 1:
+        problems.append(f"weighted sets must share one TTL, found {sorted(map(str, ttls))}")
+    for rs in sets:
+        weight = rs.get("Weight")
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= MAX_WEIGHT:
+            problems.append(f"{rs.get('SetIdentifier')}: weight {weight!r} is outside 0–255")
+        if "AliasTarget" not in rs and len(rs.get("ResourceRecords", [])) != 1:
+            problems.append(f"{rs.get('SetIdentifier')}: a weighted set holds exactly one value")
+    return problems
+
+
+def parse_weights(raw: Any) -> dict[str, int]:
+    """Accept `{"us-east": 0}` or `"us-east=0,us-west=100"`; refuse anything outside 0–255."""
+    if isinstance(raw, str):
+        pairs: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in raw.split(","))):
+            if "=" not in part:
+                raise InvalidParams(f"weights: {part!r} is not REGION=WEIGHT")
+            key, value = part.split("=", 1)
+            pairs[key.strip()] = value.strip()
+        raw = pairs
+    if not isinstance(raw, dict) or not raw:
+        raise InvalidParams("weights: give at least one REGION=WEIGHT")
+    weights: dict[str, int] = {}
+    for region, value in raw.items():
+        try:
+            weight = int(str(value))
+        except ValueError:
+            raise InvalidParams(f"weights: {region}={value!r} is not a whole number") from None
+        if not 0 <= weight <= MAX_WEIGHT:
+            raise InvalidParams(f"weights: {region}={weight} is outside 0–255")
+        weights[str(region)] = weight
+    return weights
+
+
+def shares(weights: dict[str, int]) -> dict[str, float]:
+    """Traffic share per region in percent (all zero means equal shares, as Route 53 does)."""
+    total = sum(weights.values())
+    if total == 0:
+        return {k: 100.0 / len(weights) for k in weights} if weights else {}
+    return {k: 100.0 * v / total for k, v in weights.items()}
+
+
+class FlipDnsWeights(GuardedAction):
+    """Move traffic between regions by changing a Route 53 name's record weights."""
+
+    slug = "route53.flip-weights"
+    title = "Flip DNS weights"
+
+    def __init__(
+        self,
+        provider: Callable[[], Route53Weights],
+        config: DnsFlipConfig | None = None,
+        *,
+        probe: Callable[[str, float], tuple[bool, str]] = synthetic_check,
+    ) -> None:
+        self._provider_factory = provider
+        self._provider: Route53Weights | None = None
+        self.config = config or DnsFlipConfig()
+        self.probe = probe
+
+    @property
+    def provider(self) -> Route53Weights:
+        if self._provider is None:
+            self._provider = self._provider_factory()
+        return self._provider
+
+    def _read(self, params: dict[str, Any]) -> tuple[str, str, str, list[dict[str, Any]]]:
+        record = fqdn(str(params.get("record") or ""))
+        if record == ".":
+            raise InvalidParams("record: give the DNS name whose weights to change")
+        try:
+            zone = str(params.get("zone_id") or self.provider.find_zone(record))
+            sets = self.provider.weighted_sets(zone, record)
+        except Route53Error as exc:
+            raise InvalidParams(f"Route 53: {exc}") from exc
+        if not sets:
+            raise InvalidParams(f"no weighted records named {record} in zone {zone}")
+        types = sorted({str(rs["Type"]) for rs in sets})
+        wanted = str(params.get("type") or "").upper()
+        if wanted:
+            if wanted not in types:
+                raise InvalidParams(f"{record} has no weighted {wanted} records (has {types})")
+        elif len(types) > 1:
+            raise InvalidParams(f"{record} has weighted records of types {types}: give --type")
+        else:
+            wanted = types[0]
+        chosen = sorted(
+            (rs for rs in sets if rs["Type"] == wanted), key=lambda rs: str(rs["SetIdentifier"])
+        )
+        return record, zone, wanted, chosen
+
+    def _token(self, sets: list[dict[str, Any]]) -> str:
+        return state_token(sets)
+
+    def propose(self, session: Session, params: dict[str, Any], environment: str) -> Proposal:
+        weights = parse_weights(params.get("weights"))
+        record, zone, rtype, sets = self._read(params)
+        before = {str(rs["SetIdentifier"]): int(rs["Weight"]) for rs in sets}
+        unknown = sorted(set(weights) - set(before))
+        if unknown:
+            raise InvalidParams(
+                f"unknown region(s) {', '.join(unknown)} for {record} (known: {', '.join(before)})"
+            )
+        after = before | weights
+        if after == before:
+            raise InvalidParams(f"{record} already has these weights: nothing to change")
+        health = self._health(session, sets)
+        rules = [
+            self._target_healthy(before, after, health),
+            self._min_healthy(after, health),
+            self._max_step(before, after),
+            error_budget_not_frozen(session, self.config.slos),
+        ]
+        return Proposal(
+            target=f"route53:{zone}/{record}/{rtype}",
+            before={"zone_id": zone, "record": record, "type": rtype, "weights": before},
+            after={"zone_id": zone, "record": record, "type": rtype, "weights": after},
+            rules=rules,
+            state_token=self._token(sets),
+            preview={
+                "shares_before": shares(before),
+                "shares_after": shares(after),
+                "health": {k: {"healthy": v[0], "reason": v[1]} for k, v in health.items()},
+            },
+        )
+
+    def _health(
+        self, session: Session, sets: list[dict[str, Any]]
+    ) -> dict[str, tuple[bool | None, str]]:
+        verdicts: dict[str, tuple[bool | None, str]] = {}
+        for rs in sets:
+            region = str(rs["SetIdentifier"])
+            verdict: tuple[bool | None, str] = (None, "no health check attached")
+            hc = rs.get("HealthCheckId")
+            if hc:
+                try:
+                    statuses = self.provider.health(str(hc))
+                    verdict = (
+                        healthy_share_verdict(statuses),
+                        f"{sum(statuses)}/{len(statuses)} Route 53 checkers healthy",
+                    )
+                except Route53Error as exc:
+                    healthy, why = observed_health(session, str(hc))
+                    verdict = (healthy, f"{why} (live status unavailable: {exc.code})")
+            url = self.config.synthetic_urls.get(region)
+            if url:
+                ok, why = self.probe(url, self.config.synthetic_timeout_s)
+                combined = ok if verdict[0] is None else (ok and bool(verdict[0]))
+                verdict = (combined, f"{verdict[1]}; {why}")
+            verdicts[region] = verdict
+        return verdicts
+
+    def _target_healthy(
+        self,
+        before: dict[str, int],
+        after: dict[str, int],
+        health: dict[str, tuple[bool | None, str]],
+    ) -> RuleResult:
+        gaining = [r for r in after if after[r] > before[r]]
+        bad = [f"{r}: {health[r][1]}" for r in gaining if health[r][0] is False]
+        if bad:
+            return RuleResult("target-region-healthy", False, "unhealthy target " + "; ".join(bad))
+        unknown = [r for r in gaining if health[r][0] is None]
+        note = f" ({', '.join(unknown)}: no health data)" if unknown else ""
+        return RuleResult(
+            "target-region-healthy",
+            True,
+            f"regions gaining weight are healthy: {', '.join(gaining) or 'none'}{note}",
+        )
+
+    def _min_healthy(
+        self, after: dict[str, int], health: dict[str, tuple[bool | None, str]]
+    ) -> RuleResult:
+        name = "min-healthy-regions"
+        if not any(after.values()):
+            return RuleResult(name, False, "all weights 0: Route 53 would spread traffic evenly")
+        serving = [r for r, w in after.items() if w > 0 and health[r][0] is not False]
+        need = self.config.min_healthy_regions
+        if len(serving) < need:
+            return RuleResult(
+                name,
+                False,
+                f"{len(serving)} healthy region(s) would carry weight; at least {need} required",
+            )
+        return RuleResult(name, True, f"healthy regions carrying weight: {', '.join(serving)}")
+
+    def _max_step(self, before: dict[str, int], after: dict[str, int]) -> RuleResult:
+        old, new = shares(before), shares(after)
+        step = max(abs(new[r] - old[r]) for r in after)
+        limit = self.config.max_step_pct
+        return RuleResult(
+            "max-step-change",
+            step <= limit + 1e-9,
+            f"largest share change {step:.1f} points (limit {limit:g})",
+        )
+
+    def current_token(self, session: Session, plan: PlanView) -> str:
+        params = {"record": plan.before["record"], "zone_id": plan.before["zone_id"]}
+        params["type"] = plan.before["type"]
+        try:
+            return self._token(self._read(params)[3])
+        except InvalidParams:
+            return "gone"
+
+    def _batch(self, plan: PlanView, sets: list[dict[str, Any]]) -> dict[str, Any]:
+        weights = plan.after["weights"]
+        changes = [
+            {
+                "Action": "UPSERT",
+                "ResourceRecordSet": rs | {"Weight": int(weights[rs["SetIdentifier"]])},
+            }
+            for rs in sets
+        ]
+        comment = f"quarterdeck {plan.plan_id} by {plan.actor}: {plan.reason}"[:256]
+        return {"Comment": comment, "Changes": changes}
+
+    def apply(self, session: Session, plan: PlanView, *, live: bool) -> ApplyOutcome:
+        params = {k: plan.before[k] for k in ("record", "zone_id", "type")}
+        _, zone, _, sets = self._read(params)
+        batch = self._batch(plan, sets)
+        problems = validate_batch([c["ResourceRecordSet"] for c in batch["Changes"]])
+        if problems:
+            return ApplyOutcome(False, "invalid change batch: " + "; ".join(problems))
+        if not live:
+            return ApplyOutcome(
+                True,
+                f"dry run: {len(batch['Changes'])} record(s) would change, nothing was sent",
+                detail={"change_batch": batch},
+            )
+        try:
+            change_id = self.provider.change(zone, batch)
+        except Route53Error as exc:
+            text = "; ".join(exc.messages) or str(exc)
+            return ApplyOutcome(
+                False, f"Route 53 refused the change: {text}", detail={"code": exc.code}
+            )
+        status = self.provider.wait_insync(change_id)
+        read = {str(rs["SetIdentifier"]): int(rs["Weight"]) for rs in self._read(params)[3]}
+        matches = read == plan.after["weights"]
+        verified = status == "INSYNC" and matches
+        if verified:
+            message = f"applied: change {change_id} INSYNC, weights read back {read}"
+        elif status != "INSYNC":
+            message = f"applied but change {change_id} still {status} after the wait: unverified"
+        else:
+            message = f"applied but weights read back {read}, expected {plan.after['weights']}"
+        return ApplyOutcome(
+            True,
+            message,
+            verified=verified,
+            detail={"change_id": change_id, "status": status, "read_back": read},
+        )
+
+    def rollback_params(self, plan: PlanView) -> dict[str, Any]:
+        return {
+            "record": plan.before["record"],
+            "zone_id": plan.before["zone_id"],
+            "type": plan.before["type"],
+            "weights": dict(plan.before["weights"]),
+        }

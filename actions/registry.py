@@ -1,0 +1,602 @@
+"""The guarded-action lifecycle: plan → rules → approval → apply → verify → audit (and rollback).
+
+Every entry point checks the actor's role here, server-side, whatever the UI showed. Refusals
+return a :class:`Response` instead of raising, so the caller commits the refusal's audit row
+together with the untouched world.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from actions.base import (
+    ActionPolicy,
+    Actor,
+    ApplyOutcome,
+    GuardedAction,
+    InvalidParams,
+    PlanView,
+    RuleResult,
+)
+from store.audit import append_audit
+from store.models.actions import ActionApproval, ActionLock, ActionPlan
+
+log = logging.getLogger(__name__)
+
+TWO_PERSON_RULE = "two-person-approval"
+IN_FLIGHT_RULE = "no-change-in-flight"
+APPLICABLE = ("planned", "blocked", "approved", "dry-run")
+ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
+
+
+@dataclass
+class Response:
+    """The answer to one lifecycle request: ok, a message for the person, the plan if any."""
+
+    ok: bool
+    message: str
+    plan: ActionPlan | None = None
+    blocked_by: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "message": self.message,
+            "blocked_by": self.blocked_by,
+            "plan": plan_dict(self.plan) if self.plan is not None else None,
+        }
+
+
+def plan_dict(plan: ActionPlan) -> dict[str, Any]:
+    """A plan as JSON-ready data (CLI `--json`, API, page stores)."""
+    return {
+        "plan_id": plan.plan_id,
+        "action": plan.action,
+        "target": plan.target,
+        "environment": plan.environment,
+        "status": plan.status,
+        "requested_by": plan.requested_by,
+        "requested_at": plan.requested_at.isoformat(),
+        "params": plan.params,
+        "before": plan.before,
+        "after": plan.after,
+        "rules": plan.rules,
+        "preview": plan.preview,
+        "reason": plan.reason,
+        "rollback_of": plan.rollback_of,
+        "applied_by": plan.applied_by,
+        "live": plan.live,
+        "overrides": plan.overrides,
+        "result": plan.result,
+    }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _view(plan: ActionPlan) -> PlanView:
+    return PlanView(
+        plan_id=plan.plan_id,
+        environment=plan.environment,
+        params=dict(plan.params),
+        before=dict(plan.before),
+        after=dict(plan.after),
+        actor=plan.applied_by or plan.requested_by,
+        reason=plan.reason,
+    )
+
+
+class ActionService:
+    """Runs the lifecycle for the registered actions under one :class:`ActionPolicy`."""
+
+    def __init__(self, actions: list[GuardedAction], policy: ActionPolicy) -> None:
+        self.actions = {a.slug: a for a in actions}
+        self.policy = policy
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _audit(
+        self,
+        session: Session,
+        actor: Actor | str,
+        action: str,
+        target: str,
+        environment: str | None,
+        outcome: str,
+        **detail: Any,
+    ) -> None:
+        name = actor if isinstance(actor, str) else actor.name
+        append_audit(
+            session,
+            actor=name,
+            action=action,
+            target=target,
+            environment=environment,
+            outcome=outcome,
+            detail=detail,
+        )
+
+    def _refuse(
+        self,
+        session: Session,
+        actor: Actor,
+        action: str,
+        target: str,
+        environment: str | None,
+        message: str,
+        *,
+        plan: ActionPlan | None = None,
+        blocked_by: list[str] | None = None,
+    ) -> Response:
+        self._audit(
+            session,
+            actor,
+            action,
+            target,
+            environment,
+            "refused",
+            message=message,
+            plan_id=plan.plan_id if plan else None,
+            blocked_by=blocked_by or [],
+        )
+        return Response(False, message, plan, blocked_by or [])
+
+    def get(self, session: Session, plan_id: str) -> ActionPlan | None:
+        """Return the stored plan ``plan_id`` or None."""
+        return session.scalar(select(ActionPlan).where(ActionPlan.plan_id == plan_id))
+
+    def is_production(self, environment: str) -> bool:
+        return environment in self.policy.production_environments
+
+    def lock_holder(self, session: Session, target: str, *, at: datetime) -> ActionLock | None:
+        """Return the unexpired lock on ``target``, if any."""
+        lock = session.scalar(select(ActionLock).where(ActionLock.target == target))
+        if lock is None or lock.expires_at <= at:
+            return None
+        return lock
+
+    def valid_approvals(self, session: Session, plan: ActionPlan, *, at: datetime) -> list[str]:
+        """Return approvers whose approval of ``plan`` still counts (unexpired, not requester)."""
+        rows = session.scalars(
+            select(ActionApproval).where(ActionApproval.plan_id == plan.plan_id)
+        ).all()
+        return [r.approver for r in rows if r.expires_at > at and r.approver != plan.requested_by]
+
+    # -- plan -----------------------------------------------------------------------------
+
+    def plan(
+        self,
+        session: Session,
+        actor: Actor,
+        slug: str,
+        params: dict[str, Any],
+        environment: str,
+        *,
+        reason: str = "",
+        rollback_of: str | None = None,
+    ) -> Response:
+        """Read state, compute the diff and every rule, store the plan and audit it."""
+        target_hint = str(params.get("record") or params.get("bundle") or "?")
+        action = self.actions.get(slug)
+        if action is None:
+            known = ", ".join(sorted(self.actions))
+            return self._refuse(
+                session,
+                actor,
+                slug,
+                target_hint,
+                environment,
+                f"unknown action {slug!r} (known: {known})",
+            )
+        if not actor.may_plan:
+            return self._refuse(
+                session,
+                actor,
+                slug,
+                target_hint,
+                environment,
+                f"{actor.name} may not plan changes (needs role sre, captain or admin)",
+            )
+        if not ENVIRONMENT.fullmatch(environment or ""):
+            return self._refuse(
+                session,
+                actor,
+                slug,
+                target_hint,
+                None,
+                f"environment {environment!r}: 1–50 lower-case letters, digits or dashes",
+            )
+        try:
+            proposal = action.propose(session, params, environment)
+        except InvalidParams as exc:
+            return self._refuse(session, actor, slug, target_hint, environment, str(exc))
+        now = _now()
+        rules = list(proposal.rules)
+        lock = self.lock_holder(session, proposal.target, at=now)
+        rules.append(
+            RuleResult(
+                IN_FLIGHT_RULE,
+                lock is None,
+                "no other change holds this target"
+                if lock is None
+                else f"plan {lock.plan_id} by {lock.holder} is in flight on this target",
+            )
+        )
+        blocked = [r.name for r in rules if not r.passed]
+        plan = ActionPlan(
+            plan_id=uuid.uuid4().hex[:12],
+            action=slug,
+            target=proposal.target,
+            environment=environment,
+            requested_by=actor.name,
+            requested_at=now,
+            params=params,
+            before=proposal.before,
+            after=proposal.after,
+            rules=[r.as_dict() for r in rules],
+            preview=proposal.preview,
+            state_token=proposal.state_token,
+            status="blocked" if blocked else "planned",
+            reason=reason,
+            rollback_of=rollback_of,
+            live=False,
+            overrides=[],
+            result={},
+        )
+        session.add(plan)
+        session.flush()
+        self._audit(
+            session,
+            actor,
+            slug,
+            plan.target,
+            environment,
+            plan.status,
+            plan_id=plan.plan_id,
+            before=plan.before,
+            after=plan.after,
+            blocked_by=blocked,
+            reason=reason,
+            rollback_of=rollback_of,
+        )
+        if blocked:
+            return Response(False, "blocked by " + ", ".join(blocked), plan, blocked)
+        needs = (
+            " (production: needs another person's approval)"
+            if self.is_production(environment)
+            else ""
+        )
+        return Response(True, f"plan {plan.plan_id} ready{needs}", plan)
+
+    # -- approve --------------------------------------------------------------------------
+
+    def approve(self, session: Session, actor: Actor, plan_id: str) -> Response:
+        """Record ``actor``'s approval: a captain or admin who did not request the change."""
+        plan = self.get(session, plan_id)
+        if plan is None:
+            return self._refuse(session, actor, "approve", plan_id, None, f"no plan {plan_id!r}")
+        refuse = self._refuse
+        if not actor.may_approve:
+            return refuse(
+                session,
+                actor,
+                plan.action,
+                plan.target,
+                plan.environment,
+                f"{actor.name} may not approve (needs role captain or admin)",
+                plan=plan,
+            )
+        if actor.name == plan.requested_by:
+            return refuse(
+                session,
+                actor,
+                plan.action,
+                plan.target,
+                plan.environment,
+                "two-person rule: the requester cannot approve their own change",
+                plan=plan,
+            )
+        if plan.status not in ("planned", "approved", "blocked"):
+            return refuse(
+                session,
+                actor,
+                plan.action,
+                plan.target,
+                plan.environment,
+                f"plan {plan_id} is {plan.status}; nothing to approve",
+                plan=plan,
+            )
+        now = _now()
+        expires = now + timedelta(seconds=self.policy.approval_ttl_s)
+        try:
+            with session.begin_nested():
+                session.add(
+                    ActionApproval(
+                        plan_id=plan_id, approver=actor.name, approved_at=now, expires_at=expires
+                    )
+                )
+        except IntegrityError:
+            existing = session.scalar(
+                select(ActionApproval).where(
+                    ActionApproval.plan_id == plan_id, ActionApproval.approver == actor.name
+                )
+            )
+            if existing is not None:
+                existing.approved_at, existing.expires_at = now, expires
+        if plan.status == "planned":
+            plan.status = "approved"
+        self._audit(
+            session,
+            actor,
+            plan.action,
+            plan.target,
+            plan.environment,
+            "approved",
+            plan_id=plan_id,
+            requested_by=plan.requested_by,
+            expires_at=expires.isoformat(),
+        )
+        return Response(True, f"approved until {expires:%Y-%m-%d %H:%M} UTC", plan)
+
+    # -- apply ----------------------------------------------------------------------------
+
+    def apply(
+        self,
+        session: Session,
+        actor: Actor,
+        plan_id: str,
+        *,
+        reason: str,
+        live: bool = False,
+        override: list[str] | None = None,
+    ) -> Response:
+        """Apply (or rehearse) a stored plan after checking role, rules, approvals, drift, lock."""
+        plan = self.get(session, plan_id)
+        if plan is None:
+            return self._refuse(session, actor, "apply", plan_id, None, f"no plan {plan_id!r}")
+        action = self.actions[plan.action]
+
+        def refuse(message: str, blocked: list[str] | None = None) -> Response:
+            return self._refuse(
+                session,
+                actor,
+                plan.action,
+                plan.target,
+                plan.environment,
+                message,
+                plan=plan,
+                blocked_by=blocked,
+            )
+
+        if not actor.may_plan:
+            return refuse(f"{actor.name} may not apply changes (needs role sre, captain or admin)")
+        if not reason.strip():
+            return refuse("a reason is required")
+        if plan.status not in APPLICABLE:
+            return refuse(f"plan {plan_id} is {plan.status}; plan again to change it")
+        now = _now()
+        failed = [RuleResult(**r) for r in plan.rules if not r["passed"]]
+        if live and self.is_production(plan.environment):
+            approvers = self.valid_approvals(session, plan, at=now)
+            if not approvers:
+                failed.append(RuleResult(TWO_PERSON_RULE, False, self._approval_gap(session, plan)))
+        overrides = sorted(set(override or []))
+        if overrides and not actor.may_override:
+            return refuse("break-glass override needs the admin role")
+        blocking = [r for r in failed if r.name not in overrides]
+        if blocking:
+            text = "; ".join(f"{r.name} ({r.reason})" for r in blocking)
+            return refuse("blocked by " + text, [r.name for r in blocking])
+        hard = [r.name for r in failed if not r.overridable]
+        if hard:
+            return refuse("cannot be overridden: " + ", ".join(hard), hard)
+        unused = [o for o in overrides if o not in {r.name for r in failed}]
+        if unused:
+            return refuse("override names rules that did not fail: " + ", ".join(unused))
+        if live and plan.environment not in self.policy.live_environments:
+            return refuse(
+                f"live apply is not enabled for {plan.environment} "
+                "(QUARTERDECK_ACTIONS__LIVE_ENVIRONMENTS); run it as a dry run"
+            )
+        view = _view(plan)
+        try:
+            token = action.current_token(session, view)
+        except InvalidParams as exc:
+            return refuse(f"cannot re-read the target: {exc}")
+        if token != plan.state_token:
+            return refuse("state changed since the plan was made: plan again", ["state-unchanged"])
+        if overrides:
+            self._audit(
+                session,
+                actor,
+                plan.action,
+                plan.target,
+                plan.environment,
+                "override",
+                plan_id=plan_id,
+                bypassed=overrides,
+                reason=reason,
+            )
+        if not live:
+            try:
+                outcome = action.apply(session, view, live=False)
+            except InvalidParams as exc:
+                return refuse(f"cannot rehearse: {exc}")
+            plan.status = "dry-run" if outcome.ok else plan.status
+            plan.result = {"dry_run": outcome.detail, "message": outcome.message}
+            self._audit(
+                session,
+                actor,
+                plan.action,
+                plan.target,
+                plan.environment,
+                "dry-run" if outcome.ok else "failed",
+                plan_id=plan_id,
+                reason=reason,
+                message=outcome.message,
+                before=plan.before,
+                after=plan.after,
+            )
+            return Response(outcome.ok, outcome.message, plan)
+        if not self._take_lock(session, plan, actor, now):
+            return refuse(f"another change is in flight on {plan.target}", [IN_FLIGHT_RULE])
+        plan.applied_by, plan.applied_at, plan.live = actor.name, now, True
+        plan.reason = reason
+        plan.overrides = overrides
+        view = _view(plan)
+        try:
+            outcome = action.apply(session, view, live=True)
+        except Exception as exc:  # a provider failure is recorded, never half-silent
+            log.exception("apply of %s failed", plan_id)
+            outcome = action_failure(exc)
+        plan.result = {"message": outcome.message, **outcome.detail}
+        if not outcome.ok:
+            plan.status = "failed"
+            self._release(session, plan.target, plan_id)
+        elif outcome.verified is None:
+            plan.status = "applied"
+            plan.verify_deadline = now + timedelta(seconds=self.policy.verify_timeout_s)
+        else:
+            plan.status = "verified" if outcome.verified else "unverified"
+            self._release(session, plan.target, plan_id)
+        self._audit(
+            session,
+            actor,
+            plan.action,
+            plan.target,
+            plan.environment,
+            "applied" if outcome.ok else "failed",
+            plan_id=plan_id,
+            reason=reason,
+            before=plan.before,
+            after=plan.after,
+            overrides=overrides,
+            verified=outcome.verified,
+            message=outcome.message,
+            approvers=self.valid_approvals(session, plan, at=now),
+            requested_by=plan.requested_by,
+        )
+        return Response(outcome.ok, outcome.message, plan)
+
+    def _approval_gap(self, session: Session, plan: ActionPlan) -> str:
+        others = session.scalars(
+            select(ActionApproval).where(
+                ActionApproval.plan_id == plan.plan_id,
+                ActionApproval.approver != plan.requested_by,
+            )
+        ).all()
+        expired = ", ".join(
+            f"{a.approver}'s approval expired {a.expires_at:%Y-%m-%d %H:%M} UTC" for a in others
+        )
+        need = (
+            "production needs an unexpired approval by someone other than the requester "
+            f"({plan.requested_by})"
+        )
+        return f"{expired}; {need}" if expired else need
+
+    def _take_lock(self, session: Session, plan: ActionPlan, actor: Actor, now: datetime) -> bool:
+        expires = now + timedelta(seconds=self.policy.lock_ttl_s)
+        existing = session.scalar(select(ActionLock).where(ActionLock.target == plan.target))
+        if existing is not None:
+            if existing.expires_at > now and existing.plan_id != plan.plan_id:
+                return False
+            session.delete(existing)
+            session.flush()
+        try:
+            with session.begin_nested():
+                session.add(
+                    ActionLock(
+                        target=plan.target,
+                        plan_id=plan.plan_id,
+                        holder=actor.name,
+                        acquired_at=now,
+                        expires_at=expires,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def _release(self, session: Session, target: str, plan_id: str) -> None:
+        session.execute(
+            delete(ActionLock).where(ActionLock.target == target, ActionLock.plan_id == plan_id)
+        )
+
+    # -- verify ---------------------------------------------------------------------------
+
+    def verify(self, session: Session, actor: Actor, plan_id: str) -> Response:
+        """Check an applied plan; past its deadline an unobserved change becomes `unverified`."""
+        plan = self.get(session, plan_id)
+        if plan is None:
+            return Response(False, f"no plan {plan_id!r}")
+        if plan.status != "applied":
+            return Response(plan.status == "verified", f"plan {plan_id} is {plan.status}", plan)
+        verdict = self.actions[plan.action].verify(session, _view(plan))
+        now = _now()
+        if verdict is None and plan.verify_deadline and now < plan.verify_deadline:
+            return Response(False, "waiting for the change to be observed", plan)
+        plan.status = "verified" if verdict else "unverified"
+        self._release(session, plan.target, plan_id)
+        self._audit(
+            session,
+            actor,
+            plan.action,
+            plan.target,
+            plan.environment,
+            plan.status,
+            plan_id=plan_id,
+        )
+        message = (
+            "verified"
+            if verdict
+            else "not observed within the timeout: unverified, rollback offered"
+        )
+        return Response(bool(verdict), message, plan)
+
+    # -- rollback -------------------------------------------------------------------------
+
+    def rollback(self, session: Session, actor: Actor, plan_id: str, *, reason: str) -> Response:
+        """Plan the return to ``plan_id``'s recorded "before" as a guarded action of its own."""
+        plan = self.get(session, plan_id)
+        if plan is None:
+            return self._refuse(session, actor, "rollback", plan_id, None, f"no plan {plan_id!r}")
+        if plan.status not in ("applied", "verified", "unverified", "failed"):
+            return self._refuse(
+                session,
+                actor,
+                plan.action,
+                plan.target,
+                plan.environment,
+                f"plan {plan_id} is {plan.status}: only an applied change can be rolled back",
+                plan=plan,
+            )
+        try:
+            params = self.actions[plan.action].rollback_params(_view(plan))
+        except InvalidParams as exc:
+            return self._refuse(
+                session, actor, plan.action, plan.target, plan.environment, str(exc), plan=plan
+            )
+        return self.plan(
+            session,
+            actor,
+            plan.action,
+            params,
+            plan.environment,
+            reason=reason or f"rollback of {plan_id}",
+            rollback_of=plan_id,
+        )
+
+
+def action_failure(exc: Exception) -> ApplyOutcome:
+    """Turn an unexpected provider exception into a failed outcome naming it."""
+    return ApplyOutcome(False, f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,339 @@
+"""Pure builders for the Actions and Audit pages: plan diff, rule verdicts, impact, audit chain.
+
+Plans arrive as `actions.registry.plan_dict` dictionaries; audit rows as plain dictionaries.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from dash import html
+
+from console.components.html_attrs import aria_attrs, data_attrs
+
+OK_CLASS = "qd-badge qd-status--met"
+FAIL_CLASS = "qd-badge qd-status--missed"
+INFO_CLASS = "qd-badge qd-status--no-data"
+# The console's stylesheet has no dialog styles yet; these keep the modal usable on its own.
+MODAL_STYLE = {
+    "position": "fixed",
+    "inset": "0",
+    "background": "rgba(20, 24, 33, 0.45)",
+    "display": "flex",
+    "alignItems": "flex-start",
+    "justifyContent": "center",
+    "overflowY": "auto",
+    "zIndex": 1000,
+    "padding": "40px 12px",
+}
+MODAL_HIDDEN = {"display": "none"}
+DIALOG_STYLE = {
+    "background": "#fff",
+    "borderRadius": "6px",
+    "padding": "18px 22px",
+    "maxWidth": "880px",
+    "width": "100%",
+    "boxShadow": "0 10px 40px rgba(0,0,0,0.25)",
+}
+OUTCOME_CLASSES = {
+    "applied": OK_CLASS,
+    "verified": OK_CLASS,
+    "approved": OK_CLASS,
+    "dry-run": INFO_CLASS,
+    "planned": INFO_CLASS,
+    "refused": FAIL_CLASS,
+    "blocked": FAIL_CLASS,
+    "failed": FAIL_CLASS,
+    "unverified": FAIL_CLASS,
+    "override": FAIL_CLASS,
+}
+
+
+def action_href(action: str, **params: str) -> str:
+    """The Actions page URL prefilled for ``action`` (for guarded buttons on other pages).
+
+    e.g. `action_href("route53.flip-weights", record="api.example.com.", env="prod")`.
+    """
+    query = urlencode({"action": action, **{k: v for k, v in params.items() if v}})
+    return f"/actions?{query}"
+
+
+def badge(text: str, *, passed: bool | None) -> html.Span:
+    """PASS/FAIL (or neutral) badge."""
+    cls = INFO_CLASS if passed is None else (OK_CLASS if passed else FAIL_CLASS)
+    return html.Span(text, className=cls)
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def diff_table(before: dict[str, Any], after: dict[str, Any]) -> html.Table:
+    """Before → after, one row per changed or shown field (weights get one row per region)."""
+    rows = []
+    if isinstance(before.get("weights"), dict):
+        old, new = before["weights"], after.get("weights", {})
+        for region in sorted(set(old) | set(new)):
+            changed = old.get(region) != new.get(region)
+            rows.append(
+                html.Tr(
+                    [
+                        html.Td(f"weight {region}"),
+                        html.Td(_value(old.get(region)), className="qd-num"),
+                        html.Td(_value(new.get(region)), className="qd-num"),
+                        html.Td("changes" if changed else "", className="qd-muted"),
+                    ],
+                    **data_attrs(field=f"weight-{region}"),
+                )
+            )
+    for key in sorted((set(before) | set(after)) - {"weights"}):
+        changed = before.get(key) != after.get(key)
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(key),
+                    html.Td(_value(before.get(key)), className="qd-mono"),
+                    html.Td(_value(after.get(key)), className="qd-mono"),
+                    html.Td("changes" if changed else "", className="qd-muted"),
+                ],
+                **data_attrs(field=key),
+            )
+        )
+    head = html.Thead(html.Tr([html.Th("Field"), html.Th("Before"), html.Th("After"), html.Th("")]))
+    return html.Table([head, html.Tbody(rows)], className="qd-table qd-action-diff")
+
+
+def rules_table(rules: list[dict[str, Any]]) -> html.Table:
+    """Every rule with PASS/FAIL and its reason; rules break-glass cannot bypass are marked."""
+    rows = [
+        html.Tr(
+            [
+                html.Td(badge("PASS" if r["passed"] else "FAIL", passed=bool(r["passed"]))),
+                html.Td(r["name"], className="qd-mono"),
+                html.Td(
+                    r["reason"] + ("" if r.get("overridable", True) else " (cannot be overridden)")
+                ),
+            ],
+            className="qd-rule",
+            **data_attrs(rule=r["name"], passed=str(bool(r["passed"])).lower()),
+        )
+        for r in rules
+    ]
+    head = html.Thead(html.Tr([html.Th("Result"), html.Th("Rule"), html.Th("Why")]))
+    return html.Table([head, html.Tbody(rows)], className="qd-table qd-action-rules")
+
+
+def impact_view(preview: dict[str, Any]) -> html.Div | None:
+    """Replayed decisions: flips both ways and a few examples."""
+    impact = preview.get("impact")
+    if not impact:
+        return None
+    examples = [
+        html.Li(
+            f"{e['decision_id']} ({e['path']}): {e['was']} → {e['now']} — "
+            f"{json.dumps(e['input'], sort_keys=True)}",
+            className="qd-mono",
+        )
+        for e in impact.get("examples", [])
+    ]
+    return html.Div(
+        [
+            html.H3("Impact preview", className="qd-h2"),
+            html.P(
+                f"{impact['replayed']} recorded decisions replayed: "
+                f"{impact['allow_to_deny']} allow→deny, {impact['deny_to_allow']} deny→allow"
+                + (f", {impact['errors']} could not be evaluated" if impact.get("errors") else "")
+            ),
+            html.Ul(examples) if examples else None,
+        ],
+        className="qd-action-impact",
+    )
+
+
+def plan_body(plan: dict[str, Any], *, viewer: str | None, roles: frozenset[str]) -> html.Div:
+    """The modal's content for one plan: header, diff, rules, impact, result."""
+    failed = [r["name"] for r in plan["rules"] if not r["passed"]]
+    result = plan.get("result") or {}
+    return html.Div(
+        [
+            html.H2(
+                [
+                    f"{plan['action']} — {plan['target']} ",
+                    badge(plan["status"].upper(), passed=None),
+                ],
+                className="qd-h2",
+                id="actions-modal-title",
+            ),
+            html.P(
+                f"Plan {plan['plan_id']} in {plan['environment']}, requested by "
+                f"{plan['requested_by']}"
+                + (f"; rollback of {plan['rollback_of']}" if plan.get("rollback_of") else ""),
+                className="qd-muted",
+                **data_attrs(plan=plan["plan_id"], status=plan["status"]),
+            ),
+            diff_table(plan["before"], plan["after"]),
+            html.H3("Rules", className="qd-h2"),
+            rules_table(plan["rules"]),
+            html.P(
+                "Blocked by " + ", ".join(failed) if failed else "Every rule passes.",
+                className="qd-action-verdict",
+            ),
+            impact_view(plan.get("preview") or {}),
+            html.P(f"Last result: {result.get('message')}", className="qd-action-result")
+            if result.get("message")
+            else None,
+            html.P(
+                f"You are {viewer} ({', '.join(sorted(roles)) or 'no role'}).",
+                className="qd-muted",
+            )
+            if viewer
+            else html.P("Sign in to act.", className="qd-muted"),
+        ]
+    )
+
+
+def plans_table(plans: list[dict[str, Any]], *, open_type: str) -> html.Table | html.P:
+    """Recent plans with an Open button each (pattern-matching ids)."""
+    if not plans:
+        return html.P("No plan yet.", className="qd-muted")
+    rows = [
+        html.Tr(
+            [
+                html.Td(p["plan_id"], className="qd-mono"),
+                html.Td(p["action"]),
+                html.Td(p["target"], className="qd-mono"),
+                html.Td(p["environment"]),
+                html.Td(badge(p["status"].upper(), passed=None)),
+                html.Td(p["requested_by"]),
+                html.Td(html.Button("Open", id={"type": open_type, "plan": p["plan_id"]})),
+            ],
+            **data_attrs(plan=p["plan_id"]),
+        )
+        for p in plans
+    ]
+    head = html.Thead(
+        html.Tr([html.Th(h) for h in ("Plan", "Action", "Target", "Env", "Status", "By", "")])
+    )
+    return html.Table([head, html.Tbody(rows)], className="qd-table qd-action-plans")
+
+
+def override_options(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Checklist options: the failed rules a break-glass override may name."""
+    return [
+        {"label": f" {r['name']}", "value": r["name"], "disabled": not r.get("overridable", True)}
+        for r in plan["rules"]
+        if not r["passed"]
+    ]
+
+
+def chain_banner(verdict: dict[str, Any]) -> html.Div:
+    """The audit chain's verdict: intact with a row count, or the first row that breaks it."""
+    if verdict["ok"]:
+        return html.Div(
+            [badge("CHAIN INTACT", passed=True), f" {verdict['rows']} row(s) verified"],
+            className="qd-audit-chain",
+            role="status",
+            **data_attrs(ok="true"),
+        )
+    return html.Div(
+        [
+            badge("CHAIN BROKEN", passed=False),
+            f" first bad row {verdict['first_bad_seq']}: {verdict['problem']}",
+        ],
+        className="qd-audit-chain qd-error",
+        role="alert",
+        **data_attrs(ok="false"),
+    )
+
+
+def _summary(detail: dict[str, Any]) -> str:
+    parts = []
+    for key in ("reason", "message", "requested_by"):
+        if detail.get(key):
+            parts.append(f"{key}: {detail[key]}")
+    if detail.get("approvers"):
+        parts.append("approved by: " + ", ".join(detail["approvers"]))
+    for key in ("bypassed", "overrides", "blocked_by"):
+        if detail.get(key):
+            parts.append(f"{key}: {', '.join(detail[key])}")
+    if detail.get("verified") is not None:
+        parts.append(f"verified: {detail['verified']}")
+    return "; ".join(parts)
+
+
+def audit_table(rows: list[dict[str, Any]]) -> html.Table | html.P:
+    """Audit rows newest first: who, what, outcome, reason/approvers/overrides, before → after."""
+    if not rows:
+        return html.P("No guarded action recorded yet.", className="qd-muted")
+    body = []
+    for r in rows:
+        detail = r["detail"] or {}
+        change = ""
+        if "before" in detail or "after" in detail:
+            change = f"{_value(detail.get('before'))} → {_value(detail.get('after'))}"
+        body.append(
+            html.Tr(
+                [
+                    html.Td(str(r["seq"]), className="qd-num"),
+                    html.Td(r["at"]),
+                    html.Td(r["actor"]),
+                    html.Td(r["action"], className="qd-mono"),
+                    html.Td(r["target"], className="qd-mono"),
+                    html.Td(r["environment"] or "—"),
+                    html.Td(
+                        html.Span(
+                            r["outcome"].upper(),
+                            className=OUTCOME_CLASSES.get(r["outcome"], INFO_CLASS),
+                        )
+                    ),
+                    html.Td(_summary(detail)),
+                    html.Td(change, className="qd-mono"),
+                ],
+                className="qd-audit-row",
+                **data_attrs(seq=r["seq"], outcome=r["outcome"]),
+            )
+        )
+    head = html.Thead(
+        html.Tr(
+            [
+                html.Th(h)
+                for h in (
+                    "#",
+                    "At (UTC)",
+                    "Actor",
+                    "Action",
+                    "Target",
+                    "Env",
+                    "Outcome",
+                    "Detail",
+                    "Change",
+                )
+            ]
+        )
+    )
+    return html.Table([head, html.Tbody(body)], className="qd-table qd-audit")
+
+
+def message_box(text: str, *, ok: bool) -> html.Div:
+    """The modal's answer line (alert when refused)."""
+    return html.Div(
+        text,
+        className="qd-action-message" + ("" if ok else " qd-error"),
+        role="status" if ok else "alert",
+        **data_attrs(ok=str(ok).lower()),
+    )
+
+
+def modal_frame(children: list[Any], *, body_id: str, **aria: Any) -> html.Div:
+    """The dialog container (content filled by callbacks)."""
+    return html.Div(
+        html.Div(children, style=DIALOG_STYLE, role="dialog", **aria_attrs(modal="true", **aria)),
+        id=body_id,
+        style=MODAL_HIDDEN,
+    )

@@ -1,0 +1,434 @@
+"""Pure builders for Policy: search parsing, the decision grid, detail, charts and tables.
+
+Search text and API query strings are parsed here into a `DecisionFilter`, with one message per
+problem naming the field, so the page and `/api/decisions` refuse the same things the same way.
+Decision JSON is rendered as text children (Dash escapes it): a `<script>` in an input stays text.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from dash import html
+
+from console.components.html_attrs import data_attrs
+from console.components.ingest import format_timestamp
+from store.queries.policy import DecisionFilter, search_terms
+
+# Search-box keys (and the API's query parameters) → DecisionFilter fields.
+FIELD_ALIASES = {
+    "path": "path",
+    "instance": "instance_id",
+    "instance_id": "instance_id",
+    "env": "environment",
+    "environment": "environment",
+    "revision": "revision",
+    "rev": "revision",
+    "decision": "decision_id",
+    "decision_id": "decision_id",
+    "id": "decision_id",
+    "allowed": "allowed",
+    "verdict": "allowed",
+    "since": "start",
+    "until": "end",
+    "q": "text",
+}
+SEARCH_KEYS = ("path", "instance", "env", "revision", "decision", "verdict", "since", "until")
+API_PARAMS = frozenset(FIELD_ALIASES) | {"limit", "cursor"}
+TRUE_WORDS = frozenset({"true", "allow", "allowed", "yes", "1"})
+FALSE_WORDS = frozenset({"false", "deny", "denied", "no", "0"})
+MASK_MARK = "«erased by mask policy»"
+LATENCY_TARGET_S = 60.0
+
+
+@dataclass
+class ParsedSearch:
+    """A filter and the problems found, keyed by control/parameter name."""
+
+    filters: DecisionFilter
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def parse_time_bound(text: str, *, end: bool = False) -> datetime:
+    """Parse `YYYY-MM-DD` (a whole day; as an end bound, through that day) or ISO 8601 time.
+
+    A time without a zone is taken as UTC. Raises ValueError with a message a person can act on.
+    """
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            start = datetime.combine(day, time(0), tzinfo=UTC)
+            return start + timedelta(days=1) if end else start
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a date: use YYYY-MM-DD or an ISO 8601 time like 2025-11-12T10:00Z"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _verdict(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"{text!r} is not a verdict: use allow or deny")
+
+
+def _apply(values: dict[str, Any], errors: dict[str, str], key: str, raw: str) -> None:
+    target = FIELD_ALIASES[key]
+    try:
+        if target == "start":
+            values[target] = parse_time_bound(raw)
+        elif target == "end":
+            values[target] = parse_time_bound(raw, end=True)
+        elif target == "allowed":
+            values[target] = _verdict(raw)
+        elif target == "text":
+            if raw.strip() and not search_terms(raw):
+                raise ValueError("has no words to search for (letters or digits)")
+            values[target] = raw.strip() or None
+        else:
+            if len(raw) > 500:
+                raise ValueError("is longer than 500 characters")
+            values[target] = raw.strip() or None
+    except ValueError as exc:
+        errors[key] = f"{key}: {exc}"
+
+
+def _check_range(values: dict[str, Any], errors: dict[str, str]) -> None:
+    start, end = values.get("start"), values.get("end")
+    if start is not None and end is not None and end <= start:
+        errors["until"] = "until: must be after since"
+
+
+def parse_search_text(text: str | None, *, since: str = "", until: str = "") -> ParsedSearch:
+    """Parse the page's search box: `key:value` terms (see SEARCH_KEYS) plus free text.
+
+    Free words are full-text matched over input and result; `verdict:deny`, `path:acme/*`.
+    """
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    words: list[str] = []
+    try:
+        tokens = shlex.split(text or "")
+    except ValueError:
+        return ParsedSearch(DecisionFilter(), {"search": "search: unbalanced quotes"})
+    for token in tokens:
+        key, sep, raw = token.partition(":")
+        # `http://…`-like words and times stay free text; only `name:` prefixes are fields.
+        if sep and key.isidentifier() and not raw.startswith("//"):
+            lowered = key.lower()
+            if lowered not in FIELD_ALIASES or lowered == "q":
+                errors["search"] = (
+                    f"search: unknown field {key!r}; use one of {', '.join(SEARCH_KEYS)} "
+                    "or plain words for full text"
+                )
+                continue
+            _apply(values, errors, lowered, raw)
+            if lowered in errors:
+                errors["search"] = errors.pop(lowered)
+            continue
+        words.append(token)
+    if words:
+        _apply(values, errors, "q", " ".join(words))
+        if "q" in errors:
+            errors["search"] = "search: " + errors.pop("q").removeprefix("q: ")
+    for name, raw in (("since", since), ("until", until)):
+        if raw and raw.strip():
+            _apply(values, errors, name, raw)
+    _check_range(values, errors)
+    return ParsedSearch(DecisionFilter(**values), errors)
+
+
+def parse_api_args(args: Mapping[str, str]) -> tuple[ParsedSearch, int, str | None]:
+    """Parse `/api/decisions` query parameters: (filter and errors, limit, cursor)."""
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key in args:
+        if key not in API_PARAMS:
+            errors[key] = f"{key}: unknown parameter; use one of {', '.join(sorted(API_PARAMS))}"
+    for key, raw in args.items():
+        if key in FIELD_ALIASES:
+            _apply(values, errors, key, raw)
+    _check_range(values, errors)
+    limit = 100
+    if "limit" in args:
+        try:
+            limit = int(args["limit"])
+            if not 1 <= limit <= 1000:
+                raise ValueError
+        except ValueError:
+            errors["limit"] = "limit: must be a whole number from 1 to 1000"
+    return ParsedSearch(DecisionFilter(**values), errors), limit, args.get("cursor") or None
+
+
+# ------------------------------------------------------------------------------------------
+# Grid and detail
+# ------------------------------------------------------------------------------------------
+
+GRID_COLUMNS: list[dict[str, Any]] = [
+    {"field": "timestamp", "headerName": "Time (UTC)", "width": 190},
+    {"field": "verdict", "headerName": "Verdict", "width": 140},
+    {"field": "path", "headerName": "Path", "flex": 2},
+    {"field": "instance_id", "headerName": "Instance", "width": 140},
+    {"field": "environment", "headerName": "Env", "width": 90},
+    {"field": "revisions", "headerName": "Bundle revisions", "flex": 1},
+    {"field": "latency_s", "headerName": "Latency (s)", "width": 120},
+    {"field": "decision_id", "headerName": "Decision id", "flex": 2},
+]
+
+
+def verdict_label(allowed: Any, dry_run: Any = False) -> str:
+    """`allow`, `deny` or `—`, with `(dry-run)` when the decision was not enforced."""
+    text = "allow" if allowed is True else "deny" if allowed is False else "—"
+    return f"{text} (dry-run)" if dry_run else text
+
+
+def grid_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Decision rows as the grid shows them (strings, seconds rounded)."""
+    out = []
+    for row in rows:
+        latency = (row["received_at"] - row["timestamp"]).total_seconds()
+        bundles = row.get("bundles") or {}
+        out.append(
+            {
+                "decision_id": row["decision_id"],
+                "timestamp": format_timestamp(row["timestamp"]),
+                "verdict": verdict_label(row["allowed"], row.get("dry_run")),
+                "path": row["path"],
+                "instance_id": row["instance_id"],
+                "environment": row.get("environment") or "",
+                "revisions": ", ".join(f"{k}@{v}" for k, v in sorted(bundles.items())),
+                "latency_s": round(latency, 1),
+            }
+        )
+    return out
+
+
+def _pointer_parts(pointer: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+
+
+def mark_erased(document: dict[str, Any], pointers: list[Any]) -> dict[str, Any]:
+    """Return a copy of ``document`` with every erased JSON pointer shown as a marker value."""
+    doc: dict[str, Any] = json.loads(json.dumps(document, default=str))
+    for pointer in pointers:
+        if not isinstance(pointer, str) or not pointer.startswith("/"):
+            continue
+        parts = _pointer_parts(pointer)
+        node: Any = doc
+        for part in parts[:-1]:
+            if isinstance(node, dict):
+                node = node.setdefault(part, {})
+            else:
+                node = None
+                break
+        if isinstance(node, dict) and parts:
+            node[parts[-1]] = MASK_MARK
+    return doc
+
+
+def decision_detail(decision: dict[str, Any] | None) -> html.Div:
+    """The detail view: header facts, masked/erased pointers, pretty JSON (escaped text)."""
+    if decision is None:
+        return html.Div(
+            html.P("Select a decision to see its input and result.", className="qd-muted")
+        )
+    erased = [p for p in decision.get("erased") or [] if isinstance(p, str)]
+    masked = [p for p in decision.get("masked") or [] if isinstance(p, str)]
+    body = mark_erased({"input": decision.get("input"), "result": decision.get("result")}, erased)
+    facts = [
+        ("Decision", decision["decision_id"]),
+        ("Time", format_timestamp(decision["timestamp"])),
+        ("Received", format_timestamp(decision["received_at"])),
+        ("Verdict", verdict_label(decision.get("allowed"), decision.get("dry_run"))),
+        ("Path", decision["path"]),
+        ("Instance", decision["instance_id"]),
+        ("Environment", decision.get("environment") or "—"),
+        ("OPA", decision.get("opa_version") or "—"),
+        ("Requested by", decision.get("requested_by") or "—"),
+        (
+            "Bundles",
+            ", ".join(f"{k}@{v}" for k, v in sorted((decision.get("bundles") or {}).items()))
+            or "—",
+        ),
+    ]
+    marks = []
+    if erased:
+        marks.append(html.P(["Erased by the mask policy: ", html.Code(", ".join(erased))]))
+    if masked:
+        marks.append(html.P(["Masked (value replaced): ", html.Code(", ".join(masked))]))
+    return html.Div(
+        [
+            html.Table(
+                html.Tbody([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in facts]),
+                className="qd-table policy-detail-facts",
+            ),
+            *marks,
+            html.Pre(
+                json.dumps(body, indent=2, sort_keys=True, default=str, ensure_ascii=False),
+                className="policy-detail-json",
+                style={"whiteSpace": "pre-wrap", "maxHeight": "480px", "overflow": "auto"},
+            ),
+            html.Pre(
+                json.dumps(decision.get("metrics") or {}, indent=2, sort_keys=True),
+                className="policy-detail-metrics qd-muted",
+            ),
+        ],
+        className="policy-detail",
+        **data_attrs(decision=decision["decision_id"]),
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Charts and tables
+# ------------------------------------------------------------------------------------------
+
+
+def allow_deny_figure(series: pd.DataFrame, pins: pd.DataFrame) -> go.Figure:
+    """Allowed and denied decisions per day and policy path; pins as vertical annotations."""
+    fig = go.Figure()
+    for path, group in series.groupby("path"):
+        fig.add_trace(
+            go.Scatter(x=group["bucket"], y=group["allowed"], name=f"{path} allow", mode="lines")
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=group["bucket"],
+                y=group["denied"],
+                name=f"{path} deny",
+                mode="lines",
+                line={"dash": "dot"},
+            )
+        )
+    for pin in _records(pins):
+        fig.add_vline(x=pin["pinned_at"], line_width=1, line_dash="dash", line_color="#888")
+        fig.add_annotation(
+            x=pin["pinned_at"],
+            y=1,
+            yref="paper",
+            text=f"{pin['environment']} → {pin['bundle']}@{pin['revision']}",
+            showarrow=False,
+            textangle=-90,
+            xanchor="right",
+            yanchor="top",
+            font={"size": 10},
+        )
+    fig.update_layout(
+        height=360,
+        margin={"l": 40, "r": 10, "t": 10, "b": 30},
+        yaxis_title="decisions per day",
+        legend={"orientation": "h", "y": -0.2},
+        template="plotly_white",
+    )
+    return fig
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def _cell(value: Any) -> str:
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return "—"
+    return str(value)
+
+
+def latency_table(latency: pd.DataFrame, cadence: pd.DataFrame) -> html.Table:
+    """Per instance: p50/p99 decision-log latency vs the 60 s target, default-delay warnings."""
+    flags: dict[str, Any] = {r["instance_id"]: r for r in _records(cadence)}
+    rows = []
+    for rec in _records(latency):
+        over = rec["p99_s"] is not None and rec["p99_s"] >= LATENCY_TARGET_S
+        warning = ""
+        seen = flags.get(rec["instance_id"])
+        if seen and seen["default_delay"]:
+            warning = (
+                f"uploads every ~{seen['median_gap_s']:.0f} s: OPA's default 300–600 s delay; "
+                "set decision_logs.reporting min/max_delay_seconds below 60"
+            )
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(rec["instance_id"]),
+                    html.Td(f"{rec['decisions']:,}"),
+                    html.Td(f"{rec['p50_s']:.1f}"),
+                    html.Td(f"{rec['p99_s']:.1f}"),
+                    html.Td("over" if over else "met", className="policy-latency-verdict"),
+                    html.Td(warning, className="policy-latency-warning"),
+                ],
+                **data_attrs(instance=rec["instance_id"]),
+            )
+        )
+    head = ["Instance", "Decisions", "p50 (s)", "p99 (s)", "vs 60 s", "Upload cadence"]
+    return html.Table(
+        [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
+        className="qd-table policy-latency",
+    )
+
+
+def drift_table(drift: pd.DataFrame) -> html.Table:
+    """Instances × bundles: active vs pinned revision, drift flagged."""
+    rows = [
+        html.Tr(
+            [
+                html.Td(_cell(r["instance_id"])),
+                html.Td(_cell(r["environment"])),
+                html.Td(_cell(r["bundle"])),
+                html.Td(_cell(r["active_revision"])),
+                html.Td(_cell(r["pinned_revision"])),
+                html.Td("DRIFT" if r["drifted"] else "in sync", className="policy-drift-state"),
+                html.Td(_cell(r["code"])),
+                html.Td(format_timestamp(r["reported_at"])),
+            ],
+            **data_attrs(instance=str(r["instance_id"]), drifted=str(bool(r["drifted"])).lower()),
+        )
+        for r in _records(drift)
+    ]
+    head = ["Instance", "Env", "Bundle", "Active", "Pinned", "State", "Error", "Reported"]
+    return html.Table(
+        [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
+        className="qd-table policy-drift",
+    )
+
+
+SIGNATURE_LABELS = {"verified": "signed ✓", "unsigned": "UNSIGNED", "invalid": "INVALID"}
+
+
+def revisions_table(revisions: pd.DataFrame) -> html.Table:
+    """Bundle revisions with their signature verdict and its reason."""
+    rows = [
+        html.Tr(
+            [
+                html.Td(str(r["bundle"])),
+                html.Td(str(r["revision"])),
+                html.Td(
+                    SIGNATURE_LABELS.get(
+                        str(r["signature_status"]), str(r["signature_status"]).upper()
+                    ),
+                    className="policy-signature",
+                ),
+                html.Td(_cell(r["signature_detail"])),
+                html.Td(_cell(r["key_id"])),
+                html.Td(str(r["sha256"])[:12]),
+                html.Td(format_timestamp(r["added_at"])),
+            ],
+            **data_attrs(revision=str(r["revision"]), signature=str(r["signature_status"])),
+        )
+        for r in _records(revisions)
+    ]
+    head = ["Bundle", "Revision", "Signature", "Detail", "Key", "sha256", "Added"]
+    return html.Table(
+        [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
+        className="qd-table policy-revisions",
+    )

@@ -1,0 +1,1 @@
+"""Proof for managers: signed export tokens, download rate limits, evidence packs, postmortems."""

@@ -1,0 +1,536 @@
+"""FlipDnsWeights against moto's Route 53 over real HTTP, and against recorded AWS answers.
+
+moto accepts batches the real service rejects and always answers healthy/INSYNC, so our own
+validation, the unhealthy and PENDING paths and the retry of `PriorRequestNotComplete` are driven
+by botocore's Stubber with responses shaped like the real service's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from actions.base import ActionPolicy, Actor, InvalidParams, PlanView
+from actions.dns_weights import (
+    DnsFlipConfig,
+    FlipDnsWeights,
+    Route53Weights,
+    parse_weights,
+    validate_batch,
+)
+from actions.registry import ActionService
+from console.context import AppContext
+from store.models import ActionAudit, HealthCheckObservation
+from store.models.actions import ActionPlan
+from tests.peers_actions import CREDS, RECORD, create_weighted_record, read_weights
+
+SRE = Actor("sam", frozenset({"sre"}))
+CAPTAIN = Actor("cara", frozenset({"captain"}))
+
+
+@pytest.fixture
+def session(ctx: AppContext) -> Iterator[Session]:
+    with ctx.session() as s:
+        yield s
+
+
+def service(client: Any, *, live: tuple[str, ...] = ("stage",), **config: Any) -> ActionService:
+    action = FlipDnsWeights(
+        lambda: Route53Weights(client, sleep=lambda _s: None), DnsFlipConfig(**config)
+    )
+    return ActionService([action], ActionPolicy(live_environments=frozenset(live)))
+
+
+def audit_outcomes(session: Session) -> list[str]:
+    return list(session.scalars(select(ActionAudit.outcome).order_by(ActionAudit.seq)))
+
+
+def test_a_passing_live_flip_changes_the_weights_read_back_with_boto3(
+    route53: Any, session: Session
+) -> None:
+    zone, _ = create_weighted_record(route53)
+    svc = service(route53)
+
+    planned = svc.plan(
+        session,
+        SRE,
+        "route53.flip-weights",
+        {"record": "api.example.com", "weights": "us-east=30,us-west=70"},
+        "stage",
+    )
+    assert planned.ok, planned.message
+    assert planned.plan is not None
+    applied = svc.apply(session, SRE, planned.plan.plan_id, reason="shift load west", live=True)
+
+    assert applied.ok, applied.message
+    assert read_weights(route53, zone) == {"us-east": 30, "us-west": 70}
+    assert planned.plan.status == "verified"
+    assert planned.plan.result["read_back"] == {"us-east": 30, "us-west": 70}
+    assert audit_outcomes(session) == ["planned", "applied"]
+
+
+def test_a_dry_run_changes_nothing_and_is_audited(route53: Any, session: Session) -> None:
+    zone, _ = create_weighted_record(route53)
+    svc = service(route53)
+    planned = svc.plan(
+        session,
+        SRE,
+        "route53.flip-weights",
+        {"record": RECORD, "weights": {"us-east": 40, "us-west": 60}},
+        "stage",
+    )
+    assert planned.plan is not None
+
+    result = svc.apply(session, SRE, planned.plan.plan_id, reason="rehearse", live=False)
+
+    assert result.ok and "nothing was sent" in result.message
+    assert read_weights(route53, zone) == {"us-east": 50, "us-west": 50}
+    assert audit_outcomes(session) == ["planned", "dry-run"]
+
+
+def test_a_blocked_flip_names_its_rules_and_leaves_weights_unchanged(
+    route53: Any, session: Session
+) -> None:
+    zone, _ = create_weighted_record(route53)
+    svc = service(route53, max_step_pct=25)
+
+    planned = svc.plan(
+        session,
+        SRE,
+        "route53.flip-weights",
+        {"record": RECORD, "weights": "us-east=0,us-west=0"},
+        "stage",
+    )
+    assert planned.plan is not None
+    applied = svc.apply(session, SRE, planned.plan.plan_id, reason="try anyway", live=True)
+
+    assert not planned.ok
+    assert planned.blocked_by == ["min-healthy-regions"]
+    assert not applied.ok and applied.blocked_by == ["min-healthy-regions"]
+    assert read_weights(route53, zone) == {"us-east": 50, "us-west": 50}
+    assert audit_outcomes(session) == ["blocked", "refused"]
+
+    stepped = svc.plan(
+        session,
+        SRE,
+        "route53.flip-weights",
+        {"record": RECORD, "weights": "us-east=0,us-west=100"},
+        "stage",
+    )
+    assert stepped.blocked_by == ["max-step-change"]
+    assert "largest share change 50.0 points (limit 25)" in stepped.message or any(
+        "limit 25" in r["reason"]
+        for r in stepped.plan.rules  # type: ignore[union-attr]
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"record": RECORD, "weights": "us-east=300"}, "us-east=300 is outside 0–255"),
+        ({"record": RECORD, "weights": "us-east=-1"}, "outside 0–255"),
+        ({"record": RECORD, "weights": "eu-central=10"}, "unknown region(s) eu-central"),
+        (
+            {"record": "nope.example.com", "weights": "us-east=10"},
+            "no weighted records named nope.example.com.",
+        ),
+        (
+            {"record": "api.other.org", "weights": "us-east=10"},
+            "no hosted zone holds api.other.org.",
+        ),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message_and_an_audit_row(
+    route53: Any, session: Session, params: dict[str, Any], message: str
+) -> None:
+    zone, _ = create_weighted_record(route53)
+
+    result = service(route53).plan(session, SRE, "route53.flip-weights", params, "stage")
+
+    assert not result.ok and message in result.message
+    assert result.plan is None
+    assert audit_outcomes(session) == ["refused"]
+    assert session.scalar(select(ActionPlan)) is None
+    assert read_weights(route53, zone) == {"us-east": 50, "us-west": 50}
+
+
+def test_apply_refuses_when_the_weights_changed_since_the_plan(
+    route53: Any, session: Session
+) -> None:
+    zone, _ = create_weighted_record(route53)
+    svc = service(route53)
+    planned = svc.plan(
+        session,
+        SRE,
+        "route53.flip-weights",
+        {"record": RECORD, "weights": "us-east=40,us-west=60"},
+        "stage",
+    )
+    assert planned.plan is not None
+    route53.change_resource_record_sets(
+        HostedZoneId=zone,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "UPSERT",
+                    "ResourceRecordSet": {
+                        "Name": RECORD,
+                        "Type": "A",
+                        "SetIdentifier": "us-west",
+                        "Weight": 20,
+                        "TTL": 60,
+                        "ResourceRecords": [{"Value": "10.0.1.1"}],
+                    },
+                }
+            ]
+        },
+    )
+
+    result = svc.apply(session, SRE, planned.plan.plan_id, reason="go", live=True)
+
+    assert not result.ok and "changed since the plan" in result.message
+    assert read_weights(route53, zone) == {"us-east": 50, "us-west": 20}
+
+
+def test_live_apply_outside_the_configured_environments_is_refused(
+    route53: Any, session: Session
+) -> None:
+    zone, _ = create_weighted_record(route53)
+    svc = service(route53, live=())
+    planned = svc.plan(
+        session,
+        SRE,
+        "route53.flip-weights",
+        {"record": RECORD, "weights": "us-east=40,us-west=60"},
+        "stage",
+    )
+    assert planned.plan is not None
+
+    result = svc.apply(session, SRE, planned.plan.plan_id, reason="go", live=True)
+
+    assert not result.ok and "live apply is not enabled for stage" in result.message
+    assert read_weights(route53, zone) == {"us-east": 50, "us-west": 50}
+
+
+def test_rollback_restores_the_recorded_before(route53: Any, session: Session) -> None:
+    zone, _ = create_weighted_record(route53)
+    svc = service(route53)
+    planned = svc.plan(
+        session,
+        SRE,
+        "route53.flip-weights",
+        {"record": RECORD, "weights": "us-east=20,us-west=80"},
+        "stage",
+    )
+    assert planned.plan is not None
+    svc.apply(session, SRE, planned.plan.plan_id, reason="shift", live=True)
+
+    back = svc.rollback(session, SRE, planned.plan.plan_id, reason="west is slow")
+    assert back.plan is not None and back.plan.rollback_of == planned.plan.plan_id
+    svc.apply(session, SRE, back.plan.plan_id, reason="west is slow", live=True)
+
+    assert read_weights(route53, zone) == {"us-east": 50, "us-west": 50}
+
+
+def test_collected_unhealthy_observations_block_the_target_when_live_status_fails(
+    session: Session,
+) -> None:
+    client = boto3.client("route53", region_name="us-east-1", **CREDS)
+    for region, ok in (("us-east-1", False), ("us-west-2", False), ("eu-west-1", False)):
+        session.add(
+            HealthCheckObservation(
+                health_check_id="hc-west",
+                checker_region=region,
+                healthy=ok,
+                status="Failure: Connection timed out",
+                checked_at=datetime(2026, 1, 5, tzinfo=UTC),
+            )
+        )
+    session.flush()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "list_resource_record_sets",
+            {
+                "ResourceRecordSets": _sets(west_hc="hc-west"),
+                "IsTruncated": False,
+                "MaxItems": "100",
+            },
+        )
+        stub.add_client_error(
+            "get_health_check_status",
+            "NoSuchHealthCheck",
+            "No health check exists with the specified ID",
+            404,
+        )
+        proposal = FlipDnsWeights(lambda: Route53Weights(client)).propose(
+            session, {"record": RECORD, "zone_id": "Z1", "weights": "us-east=30,us-west=70"}, "prod"
+        )
+
+    rule = next(r for r in proposal.rules if r.name == "target-region-healthy")
+    assert not rule.passed
+    assert "0/3 checkers healthy" in rule.reason and "NoSuchHealthCheck" in rule.reason
+
+
+def _sets(*, west_hc: str | None = None, east: int = 50, west: int = 50) -> list[dict[str, Any]]:
+    west_set: dict[str, Any] = {
+        "Name": RECORD,
+        "Type": "A",
+        "SetIdentifier": "us-west",
+        "Weight": west,
+        "TTL": 60,
+        "ResourceRecords": [{"Value": "10.0.1.1"}],
+    }
+    if west_hc:
+        west_set["HealthCheckId"] = west_hc
+    return [
+        {
+            "Name": RECORD,
+            "Type": "A",
+            "SetIdentifier": "us-east",
+            "Weight": east,
+            "TTL": 60,
+            "ResourceRecords": [{"Value": "10.0.0.1"}],
+        },
+        west_set,
+    ]
+
+
+def test_a_failing_live_health_check_blocks_the_region_gaining_weight(session: Session) -> None:
+    client = boto3.client("route53", region_name="us-east-1", **CREDS)
+    failure = {
+        "HealthCheckObservations": [
+            {
+                "Region": r,
+                "IPAddress": f"15.177.{i}.1",
+                "StatusReport": {
+                    "Status": "Failure: HTTP Status Code 503, Service Unavailable",
+                    "CheckedTime": datetime(2026, 1, 5, tzinfo=UTC),
+                },
+            }
+            for i, r in enumerate(("us-east-1", "us-west-1", "eu-west-1", "ap-southeast-1"))
+        ]
+    }
+    with Stubber(client) as stub:
+        stub.add_response(
+            "list_resource_record_sets",
+            {
+                "ResourceRecordSets": _sets(west_hc="hc-west"),
+                "IsTruncated": False,
+                "MaxItems": "100",
+            },
+        )
+        stub.add_response("get_health_check_status", failure, {"HealthCheckId": "hc-west"})
+        proposal = FlipDnsWeights(lambda: Route53Weights(client)).propose(
+            session, {"record": RECORD, "zone_id": "Z1", "weights": "us-east=0,us-west=100"}, "prod"
+        )
+
+    failed = {r.name for r in proposal.rules if not r.passed}
+    assert failed == {"target-region-healthy", "min-healthy-regions"}
+
+
+def _plan_view() -> PlanView:
+    weights = {"us-east": 20, "us-west": 80}
+    return PlanView(
+        "p1",
+        "prod",
+        {},
+        {"zone_id": "Z1", "record": RECORD, "type": "A", "weights": {"us-east": 50, "us-west": 50}},
+        {"zone_id": "Z1", "record": RECORD, "type": "A", "weights": weights},
+        "sam",
+        "test",
+    )
+
+
+def _list(stub: Stubber, **weights: int) -> None:
+    stub.add_response(
+        "list_resource_record_sets",
+        {"ResourceRecordSets": _sets(**weights), "IsTruncated": False, "MaxItems": "100"},
+    )
+
+
+def _change_info(status: str) -> dict[str, Any]:
+    return {
+        "ChangeInfo": {
+            "Id": "/change/C0123456789ABC",
+            "Status": status,
+            "SubmittedAt": datetime(2026, 1, 5, tzinfo=UTC),
+        }
+    }
+
+
+def test_invalid_change_batch_messages_are_shown_and_nothing_counts_as_applied(
+    session: Session,
+) -> None:
+    client = boto3.client("route53", region_name="us-east-1", **CREDS)
+    message = (
+        "Tried to create resource record set [name='api.example.com.', type='A', "
+        "set-identifier='us-west'] but it already exists"
+    )
+    with Stubber(client) as stub:
+        _list(stub)
+        stub.add_client_error(
+            "change_resource_record_sets",
+            "InvalidChangeBatch",
+            message,
+            400,
+            modeled_fields={"messages": [message]},
+        )
+        outcome = FlipDnsWeights(lambda: Route53Weights(client)).apply(
+            session, _plan_view(), live=True
+        )
+
+    assert not outcome.ok
+    assert outcome.message == f"Route 53 refused the change: {message}"
+
+
+def test_prior_request_not_complete_is_retried_then_pending_is_waited_for_until_insync(
+    session: Session,
+) -> None:
+    client = boto3.client("route53", region_name="us-east-1", **CREDS)
+    sleeps: list[float] = []
+    with Stubber(client) as stub:
+        _list(stub)
+        stub.add_client_error(
+            "change_resource_record_sets",
+            "PriorRequestNotComplete",
+            "The request was rejected because Route 53 was still processing a prior request.",
+            400,
+        )
+        stub.add_response("change_resource_record_sets", _change_info("PENDING"))
+        stub.add_response("get_change", _change_info("PENDING"), {"Id": "/change/C0123456789ABC"})
+        stub.add_response("get_change", _change_info("INSYNC"), {"Id": "/change/C0123456789ABC"})
+        _list(stub, east=20, west=80)
+        provider = Route53Weights(client, sleep=sleeps.append, backoff_s=0.5, poll_s=2.0)
+        outcome = FlipDnsWeights(lambda: provider).apply(session, _plan_view(), live=True)
+
+    assert outcome.ok and outcome.verified
+    assert sleeps == [0.5, 2.0]
+    assert outcome.detail["status"] == "INSYNC"
+
+
+def test_a_change_still_pending_after_the_bounded_wait_is_unverified(session: Session) -> None:
+    client = boto3.client("route53", region_name="us-east-1", **CREDS)
+    with Stubber(client) as stub:
+        _list(stub)
+        stub.add_response("change_resource_record_sets", _change_info("PENDING"))
+        for _ in range(3):
+            stub.add_response("get_change", _change_info("PENDING"))
+        _list(stub)
+        provider = Route53Weights(client, sleep=lambda _s: None, poll_s=5.0, insync_timeout_s=10.0)
+        outcome = FlipDnsWeights(lambda: provider).apply(session, _plan_view(), live=True)
+
+    assert outcome.ok and outcome.verified is False
+    assert "still PENDING" in outcome.message
+
+
+def test_our_validation_catches_batches_moto_would_accept() -> None:
+    sets = [
+        {"SetIdentifier": "us-east", "Weight": 256, "TTL": 60, "ResourceRecords": [{"Value": "a"}]},
+        {
+            "SetIdentifier": "us-east",
+            "Weight": 10,
+            "TTL": 300,
+            "ResourceRecords": [{"Value": "b"}, {"Value": "c"}],
+        },
+    ]
+
+    problems = validate_batch(sets)
+
+    assert "duplicate SetIdentifier in the batch" in problems
+    assert any("share one TTL" in p for p in problems)
+    assert "us-east: weight 256 is outside 0–255" in problems
+    assert "us-east: a weighted set holds exactly one value" in problems
+    with pytest.raises(InvalidParams, match="not a whole number"):
+        parse_weights("us-east=ten")
+
+
+def test_a_name_held_by_two_zones_is_refused_unless_the_zone_is_given(
+    route53: Any, session: Session
+) -> None:
+    zone, _ = create_weighted_record(route53)
+    route53.create_hosted_zone(
+        Name="example.com.",
+        CallerReference="qd-private",
+        HostedZoneConfig={"PrivateZone": True, "Comment": "split horizon"},
+        VPC={"VPCRegion": "us-east-1", "VPCId": "vpc-12345678"},
+    )
+    svc = service(route53)
+    params = {"record": RECORD, "weights": "us-east=40,us-west=60"}
+
+    guessed = svc.plan(session, SRE, "route53.flip-weights", params, "stage")
+    named = svc.plan(session, SRE, "route53.flip-weights", params | {"zone_id": zone}, "stage")
+
+    assert not guessed.ok and "several hosted zones are named example.com." in guessed.message
+    assert named.ok, named.message
+
+
+def test_an_unreachable_route53_is_a_refusal_not_a_crash(session: Session) -> None:
+    from botocore.config import Config
+
+    client = boto3.client(
+        "route53",
+        endpoint_url="http://127.0.0.1:9",
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+        **CREDS,
+    )
+    params = {"record": RECORD, "weights": "us-east=40,us-west=60"}
+
+    result = service(client).plan(session, SRE, "route53.flip-weights", params, "stage")
+    odd_env = service(client).plan(session, SRE, "route53.flip-weights", params, "Prod; drop")
+
+    assert not result.ok and result.message.startswith("Route 53: EndpointConnectionError")
+    assert not odd_env.ok and "lower-case letters, digits or dashes" in odd_env.message
+    assert audit_outcomes(session) == ["refused", "refused"]
+
+
+def test_a_flip_is_blocked_while_the_error_budget_policy_says_freeze(
+    route53: Any, session: Session
+) -> None:
+    from datetime import timedelta
+
+    from store.ingest import upsert
+    from store.models import SloSample
+    from store.slo import SloDefinition
+
+    create_weighted_record(route53)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    burning = [  # 5 % errors for two hours: both page windows burn far above 14.4x
+        {
+            "service": "gateway",
+            "slo": "availability",
+            "ts": now - timedelta(minutes=5 * k),
+            "good": 950.0,
+            "total": 1000.0,
+        }
+        for k in range(24)
+    ]
+    upsert(session, SloSample, burning, conflict=("service", "slo", "ts"))
+    gateway = SloDefinition.model_validate(
+        {
+            "service": "gateway",
+            "objective": 99.9,
+            "window": "30d",
+            "source": {"good": "sum(good)", "total": "sum(total)"},
+        }
+    )
+    svc = service(route53, slos=(gateway,))
+
+    planned = svc.plan(
+        session,
+        SRE,
+        "route53.flip-weights",
+        {"record": RECORD, "weights": "us-east=40,us-west=60"},
+        "stage",
+    )
+
+    assert planned.blocked_by == ["error-budget-not-frozen"]
+    reason = next(r["reason"] for r in planned.plan.rules if r["name"] == "error-budget-not-frozen")  # type: ignore[union-attr]
+    assert reason.startswith("error-budget policy says freeze — gateway:")

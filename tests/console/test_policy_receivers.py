@@ -1,0 +1,359 @@
+"""The OPA receivers over real HTTP (werkzeug on loopback) with real gzip, on SQLite and
+PostgreSQL: what OPA's decision_logs and status plugins would see, and what ends up stored."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import threading
+import tracemalloc
+import urllib.error
+import urllib.request
+import uuid
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import Engine, func, select
+from werkzeug.serving import make_server
+
+from console.context import AppContext
+from console.http.policy import make_blueprint
+from store.db import make_engine, session_factory
+from store.migrate import upgrade
+from store.models import BundlePin, IngestReject, OpaDecision, OpaStatusReport, SyncRun
+from tests.conftest import make_settings
+
+TOKEN = "opa-test-token-8c1f"
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def event(decision_id: str | None = None, **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "decision_id": decision_id or str(uuid.uuid4()),
+        "labels": {"id": "prod-opa-1", "version": "1.4.2", "environment": "prod"},
+        "bundles": {"authz": {"revision": "r42"}},
+        "path": "/acme/authz/allow",
+        "input": {"user": {"name": "ana", "roles": ["sre"]}, "method": "GET"},
+        "result": {"allow": True},
+        "erased": ["/input/user/token"],
+        "requested_by": "10.0.0.7:53412",
+        "metrics": {"timer_rego_query_eval_ns": 52000},
+        "timestamp": (NOW - timedelta(seconds=5)).isoformat().replace("+00:00", "Z"),
+    }
+    body.update(over)
+    return body
+
+
+class Receiver:
+    """A running HTTP server with the policy blueprint, and a tiny client for it."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        app = Flask("policy-test")
+        app.register_blueprint(make_blueprint(ctx))
+        self.ctx = ctx
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def post(
+        self,
+        path: str,
+        body: bytes,
+        *,
+        token: str | None = TOKEN,
+        gzipped: bool = True,
+    ) -> tuple[int, dict[str, Any]]:
+        headers = {"Content-Type": "application/json"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
+        return self._send(req)
+
+    def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        return self._send(urllib.request.Request(self.url + path))
+
+    @staticmethod
+    def _send(req: urllib.request.Request) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join()
+
+
+def make_ctx(tmp_path: Path, engine: Engine, **opa: Any) -> AppContext:
+    settings = make_settings(tmp_path, opa={"logs_token": TOKEN, **opa})
+    return AppContext(settings=settings, engine=engine, sessions=session_factory(engine))
+
+
+@pytest.fixture
+def receiver(tmp_path: Path, engine: Engine) -> Iterator[Receiver]:
+    rx = Receiver(make_ctx(tmp_path, engine, max_decompressed_bytes=1024 * 1024))
+    yield rx
+    rx.close()
+
+
+def count(ctx: AppContext, model: Any) -> int:
+    with ctx.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def gz(value: Any) -> bytes:
+    return gzip.compress(json.dumps(value).encode())
+
+
+def test_valid_batch_is_stored_and_the_same_batch_again_adds_no_rows(receiver: Receiver) -> None:
+    batch = [event() for _ in range(10)]
+
+    first = receiver.post("/ingest/opa/logs", gz(batch))
+    again = receiver.post("/ingest/opa/logs", gz(batch))
+
+    assert first == (
+        200,
+        {"stored": 10, "duplicates": 0, "rejected": 0, "ignored": 0, "rejects": []},
+    )
+    assert again[0] == 200
+    assert again[1]["stored"] == 0 and again[1]["duplicates"] == 10
+    assert count(receiver.ctx, OpaDecision) == 10
+    with receiver.ctx.session() as session:
+        row = session.scalars(select(OpaDecision).limit(1)).one()
+    assert row.path == "acme/authz/allow"  # leading slash tolerated
+    assert row.allowed is True and row.environment == "prod" and row.opa_version == "1.4.2"
+    assert row.bundles == {"authz": "r42"} and row.erased == ["/input/user/token"]
+
+
+def test_two_bad_events_among_ten_are_dead_lettered_and_the_rest_stored(
+    receiver: Receiver,
+) -> None:
+    batch = [event() for _ in range(10)]
+    batch[3] = {"labels": {"id": "prod-opa-1"}, "path": "p", "timestamp": "2025-11-12T10:00:00Z"}
+    batch[7] = event(timestamp="yesterday")
+
+    status, body = receiver.post("/ingest/opa/logs", gz(batch))
+
+    assert status == 200
+    assert (body["stored"], body["rejected"]) == (8, 2)
+    assert body["rejects"][0].startswith("[3] decision_id")
+    assert body["rejects"][1].startswith("[7] timestamp")
+    with receiver.ctx.session() as session:
+        rejects = session.scalars(select(IngestReject).order_by(IngestReject.item_index)).all()
+        run = session.scalars(select(SyncRun).where(SyncRun.source == "opa.logs")).one()
+    assert [(r.item_index, r.reason.split(":")[0]) for r in rejects] == [
+        (3, "decision_id"),
+        (7, "timestamp"),
+    ]
+    assert (run.status, run.rows_stored, run.rows_rejected) == ("partial", 8, 2)
+
+
+def test_plain_json_is_accepted_too(receiver: Receiver) -> None:
+    status, body = receiver.post("/ingest/opa/logs", json.dumps([event()]).encode(), gzipped=False)
+    assert (status, body["stored"]) == (200, 1)
+
+
+def test_corrupt_gzip_is_refused_with_a_reason_and_dead_lettered(receiver: Receiver) -> None:
+    broken = gz([event()])[:-12] + b"garbage!"
+
+    status, body = receiver.post("/ingest/opa/logs", broken)
+
+    assert status == 400
+    assert "gzip" in body["error"]
+    assert count(receiver.ctx, OpaDecision) == 0
+    with receiver.ctx.session() as session:
+        reject = session.scalars(select(IngestReject)).one()
+    assert reject.source == "opa.logs" and "gzip" in reject.reason
+
+
+def _bomb(inflated: int) -> bytes:
+    """A gzip member of ``inflated`` zero bytes, built in steps (never held inflated)."""
+    deflater = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1024 * 1024)
+    parts = [deflater.compress(block) for _ in range(inflated // len(block))]
+    parts.append(deflater.flush())
+    return b"".join(parts)
+
+
+def test_gzip_bomb_is_refused_413_without_inflating_it(receiver: Receiver) -> None:
+    bomb = _bomb(256 * 1024 * 1024)  # ~250 KB on the wire, 256 MiB inflated
+    tracemalloc.start()
+    try:
+        status, body = receiver.post("/ingest/opa/logs", bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert status == 413
+    assert "limit" in body["error"]
+    assert peak < 16 * 1024 * 1024  # the 1 MiB limit plus buffers, nowhere near 256 MiB
+    assert count(receiver.ctx, OpaDecision) == 0
+
+
+def test_compressed_body_over_the_limit_is_refused_413(tmp_path: Path, engine: Engine) -> None:
+    rx = Receiver(make_ctx(tmp_path, engine, max_body_bytes=2048))
+    try:
+        noise = [event(input={"blob": os.urandom(1500).hex()}) for _ in range(4)]
+        status, body = rx.post("/ingest/opa/logs", gz(noise))
+    finally:
+        rx.close()
+    assert status == 413 and "2048 byte limit" in body["error"]
+
+
+def test_wrong_or_missing_token_is_401_and_stores_nothing(receiver: Receiver) -> None:
+    wrong = receiver.post("/ingest/opa/logs", gz([event()]), token="not-the-token")
+    missing = receiver.post("/ingest/opa/logs", gz([event()]), token=None)
+
+    assert wrong[0] == 401 and missing[0] == 401
+    assert "token" in wrong[1]["error"]
+    assert count(receiver.ctx, OpaDecision) == 0
+
+
+def test_database_unavailable_answers_503_then_the_retry_stores_everything(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "db"
+    folder.mkdir()
+    engine = make_engine(f"sqlite:///{folder / 'store.db'}")
+    upgrade(engine)
+    rx = Receiver(make_ctx(tmp_path, engine))
+    batch = [event() for _ in range(10)]
+    try:
+        engine.dispose()
+        folder.rename(tmp_path / "db-away")  # the database file is gone: connections fail
+        down = rx.post("/ingest/opa/logs", gz(batch))
+        (tmp_path / "db-away").rename(folder)
+        engine.dispose()
+        up = rx.post("/ingest/opa/logs", gz(batch))
+    finally:
+        rx.close()
+
+    assert down[0] == 503 and "retry" in down[1]["error"]
+    assert up[0] == 200 and up[1]["stored"] == 10
+    assert count(rx.ctx, OpaDecision) == 10
+    engine.dispose()
+
+
+def test_posted_decision_is_searchable_by_id_as_soon_as_it_is_acknowledged(
+    receiver: Receiver,
+) -> None:
+    decision = event(input={"user": {"name": "<script>alert(1)</script>"}})
+
+    status, _ = receiver.post("/ingest/opa/logs", gz([decision]))
+    found = receiver.get(f"/api/decisions?decision_id={decision['decision_id']}")
+
+    assert status == 200
+    assert found[0] == 200
+    [row] = found[1]["decisions"]
+    assert row["decision_id"] == decision["decision_id"]
+    assert row["input"] == decision["input"] and row["allowed"] is True
+    assert row["timestamp"].endswith("Z")
+
+
+def test_status_reports_keep_history_and_drive_the_drift_api(receiver: Receiver) -> None:
+    with receiver.ctx.session() as session:
+        session.add(
+            BundlePin(
+                bundle="authz",
+                environment="prod",
+                revision="r43",
+                pinned_at=NOW - timedelta(days=1),
+                pinned_by="bo",
+            )
+        )
+
+    def report(instance: str, revision: str, **extra: Any) -> bytes:
+        bundle = {
+            "name": "authz",
+            "active_revision": revision,
+            "last_successful_activation": "2025-11-12T10:00:00Z",
+            **extra,
+        }
+        return json.dumps(
+            {"labels": {"id": instance, "environment": "prod"}, "bundles": {"authz": bundle}}
+        ).encode()
+
+    a = receiver.post("/ingest/opa/status", report("prod-opa-1", "r43"), gzipped=False)
+    b = receiver.post(
+        "/ingest/opa/status",
+        report("prod-opa-2", "r42", code="bundle_error", errors=["HTTP 500"]),
+        gzipped=False,
+    )
+    drift = receiver.get("/api/policy/drift?environment=prod")
+
+    assert a[0] == b[0] == 200 and a[1]["stored"] == 1
+    assert count(receiver.ctx, OpaStatusReport) == 2
+    assert drift[0] == 200
+    assert drift[1]["drift"] == 1 and drift[1]["drifted_instances"] == ["prod-opa-2"]
+    by_instance = {r["instance_id"]: r for r in drift[1]["rows"]}
+    assert by_instance["prod-opa-2"]["pinned_revision"] == "r43"
+    assert by_instance["prod-opa-2"]["code"] == "bundle_error"
+
+
+def test_decisions_api_pages_with_a_cursor_and_searches_full_text(receiver: Receiver) -> None:
+    batch = [
+        event(
+            timestamp=(NOW - timedelta(minutes=i)).isoformat().replace("+00:00", "Z"),
+            input={"user": {"name": "ana" if i % 5 else "zoltan"}, "resource": f"exports-{i}"},
+            result={"allow": i % 2 == 0},
+        )
+        for i in range(25)
+    ]
+    receiver.post("/ingest/opa/logs", gz(batch))
+
+    seen: list[str] = []
+    cursor = ""
+    pages = 0
+    while True:
+        status, body = receiver.get(f"/api/decisions?limit=10{cursor}")
+        assert status == 200
+        seen += [d["decision_id"] for d in body["decisions"]]
+        pages += 1
+        if not body["next_cursor"]:
+            break
+        cursor = f"&cursor={body['next_cursor']}"
+    text = receiver.get("/api/decisions?q=zoltan&allowed=allow")
+
+    assert pages == 3
+    assert seen == [e["decision_id"] for e in batch]  # newest first, no repeats or gaps
+    assert {d["input"]["user"]["name"] for d in text[1]["decisions"]} == {"zoltan"}
+    assert len(text[1]["decisions"]) == 3  # i = 0, 10, 20
+
+
+def test_decisions_api_says_what_is_wrong_with_a_query(receiver: Receiver) -> None:
+    bad_date = receiver.get("/api/decisions?since=2025-13-01")
+    unknown = receiver.get("/api/decisions?colour=red")
+    bad_cursor = receiver.get("/api/decisions?cursor=nonsense")
+    injection = receiver.get("/api/decisions?path=x%27%20OR%201%3D1--&q=%22%20OR%20*")
+
+    assert bad_date[0] == 400 and "since" in bad_date[1]["problems"][0]
+    assert unknown[0] == 400 and "colour: unknown parameter" in unknown[1]["problems"][0]
+    assert bad_cursor[0] == 400 and "cursor" in bad_cursor[1]["error"]
+    assert injection[0] in (200, 400)
+    assert injection[1].get("decisions", []) == []
+
+
+def test_fields_the_store_cannot_hold_reject_the_event_not_the_chunk(receiver: Receiver) -> None:
+    batch = [event() for _ in range(4)]
+    batch[1]["labels"] = {"id": "x" * 300}
+    batch[2]["path"] = "acme/\x00/allow"
+
+    status, body = receiver.post("/ingest/opa/logs", gz(batch))
+
+    # On PostgreSQL either would fail the whole INSERT, and OPA would re-send it forever.
+    assert status == 200
+    assert (body["stored"], body["rejected"]) == (2, 2)
+    assert body["rejects"] == [
+        "[1] labels.id: longer than 200 characters",
+        "[2] path: contains a NUL character",
+    ]
