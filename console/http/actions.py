@@ -28,11 +28,9 @@ from store.slo import load_slos
 
 def route53_client(settings: Settings) -> Any:
     """A boto3 Route 53 client for `QUARTERDECK_AWS__ENDPOINT_URL` (moto in tests and demo)."""
-    import boto3
+    from console.services.traffic_pollers import aws_client
 
-    return boto3.client(
-        "route53", endpoint_url=settings.aws.endpoint_url, region_name=settings.aws.region
-    )
+    return aws_client(settings, "route53")
 
 
 def kubernetes_core_api(settings: Settings) -> Any:
