@@ -949,36 +949,21 @@ def _drills(session: Session) -> IngestResult:
         result.merge(
             failover.ingest_rds_events(session, rds_events(start, promoted), environment="stage")
         )
-        result.merge(
-            failover.mark_phase(
-                session,
-                run_key=key,
-                phase="traffic_shifted",
-                at=start + shifted,
-                source="route53",
-                message="api.example.com weights us-east=0 us-west=100",
+        for phase, at, source, message in (
+            (
+                "traffic_shifted",
+                start + shifted,
+                "route53",
+                "api.example.com weights us-east=0 us-west=100",
+            ),
+            ("writable", start + writable, "probe", "probe write committed on stage-db-2"),
+            ("complete", start + done, "manual", "drill complete; weights restored to 50/50"),
+        ):
+            result.merge(
+                failover.mark_phase(
+                    session, run_key=key, phase=phase, at=at, source=source, message=message
+                )
             )
-        )
-        result.merge(
-            failover.mark_phase(
-                session,
-                run_key=key,
-                phase="writable",
-                at=start + writable,
-                source="probe",
-                message="probe write committed on stage-db-2",
-            )
-        )
-        result.merge(
-            failover.mark_phase(
-                session,
-                run_key=key,
-                phase="complete",
-                at=start + done,
-                source="manual",
-                message="drill complete; weights restored to 50/50",
-            )
-        )
     return result
 
 

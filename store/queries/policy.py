@@ -184,13 +184,13 @@ def _decision_latency(
 def _drift(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
     df = drift_frame(session, as_of=window.end, environment=params.get("environment"))
     df = df[df["pinned_revision"].notna()]
+    if not len(df):
+        return MetricValue(None, 0, "no OPA status reports for a pinned bundle")
     # astype(bool): an empty object column would otherwise select columns, not rows.
     drifted = df[df["drifted"].astype(bool)]
     instances = sorted(set(drifted["instance_id"]))
     detail = "no drift" if not instances else "drifted: " + ", ".join(instances)
-    return MetricValue(
-        float(len(instances)) if len(df) else None, int(df["instance_id"].nunique()), detail
-    )
+    return MetricValue(float(len(instances)), int(df["instance_id"].nunique()), detail)
 
 
 @metric(

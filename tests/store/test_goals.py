@@ -181,3 +181,13 @@ def test_yaml_syntax_error_is_reported_with_its_line(tmp_path):
     bad.write_text("slug: x\ngoals: [\n")
     with pytest.raises(SprintConfigError, match=r"broken.yaml: sprint: line \d+: not valid YAML"):
         load_sprint(bad)
+
+
+def test_drift_on_an_empty_store_says_why_there_is_no_data(engine):
+    drift = Check(
+        id="d", title="d", metric="policy.drift", target={"op": "==", "value": 0, "unit": "count"}
+    )
+    with Session(engine) as session:
+        result = evaluate_check(session, drift, W, now=W.end)
+    assert result.status == "no_data"
+    assert result.reason == "no data: no OPA status reports for a pinned bundle"
