@@ -9,6 +9,6 @@ COPY actions ./actions
 COPY console ./console
 COPY data ./data
 COPY assets ./assets
-RUN pip install --no-cache-dir . gunicorn
+RUN pip install --no-cache-dir ".[scale]"
 EXPOSE 8050
 CMD ["quarterdeck", "serve", "--host", "0.0.0.0"]

@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from console import evidence_service as service
 from console.context import AppContext
-from console.demo import seed_demo
-from console.evidence import service
-from console.evidence.pack import verify_pack
 from console.settings import Settings
+from demo.seed import seed_demo
+from evidence.pack import verify_pack
 from store.ingest import utcnow
 from store.migrate import upgrade
 
@@ -36,7 +36,7 @@ def main() -> None:
         ctx = AppContext.from_settings(settings)
         upgrade(ctx.engine)
         started = time.perf_counter()
-        seed_demo(ctx)
+        seed_demo(ctx.engine)
         print(f"demo seed: {time.perf_counter() - started:.1f} s")
 
         seconds = []

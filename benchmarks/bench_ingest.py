@@ -15,8 +15,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from console.context import AppContext
-from console.demo import seed_demo
 from console.settings import Settings
+from demo.seed import seed_demo
 from store.db import make_engine
 from store.goals import evaluate_goals
 from store.ingest import upsert
@@ -69,7 +69,7 @@ def main() -> None:
             Settings(database_url=f"sqlite:///{Path(tmp) / 'demo.db'}", demo_mode=True)
         )
         upgrade(ctx.engine)
-        seed = timed(lambda: seed_demo(ctx))
+        seed = timed(lambda: seed_demo(ctx.engine))
         with ctx.session() as session:
             sprint = ctx.sprint("sprint-27")
             board = timed(lambda: evaluate_goals(session, sprint, with_trend=True))

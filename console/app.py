@@ -11,9 +11,8 @@ from pathlib import Path
 from dash import Dash
 
 from console import shell
-from console.api import make_api
 from console.context import AppContext
-from console.discovery import modules
+from console.http import actions, api, auth, bundles, ci, egress, metrics, policy, traffic
 from console.runtime import set_context
 
 CONSOLE_DIR = Path(__file__).resolve().parent
@@ -51,7 +50,8 @@ def create_app(ctx: AppContext) -> Dash:
     )
     app.layout = shell.layout
     shell.register_callbacks(app)
-    app.server.register_blueprint(make_api(ctx))
-    for module in modules("console.http"):
+    app.server.register_blueprint(api.make_api(ctx))
+    # Sign-in first: its before_app_request hook sets the identity every later handler reads.
+    for module in (auth, metrics, actions, bundles, ci, egress, policy, traffic):
         app.server.register_blueprint(module.make_blueprint(ctx))
     return app

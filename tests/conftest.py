@@ -132,12 +132,12 @@ def ctx(tmp_path: Path) -> Iterator[AppContext]:
 @pytest.fixture(scope="session")
 def demo_ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppContext]:
     """An app context over a SQLite store seeded once with the demo sprint (read-only use)."""
-    from console.demo import seed_demo
+    from demo.seed import seed_demo
 
     tmp = tmp_path_factory.mktemp("demo")
     context = AppContext.from_settings(make_settings(tmp))
     upgrade(context.engine)
-    seed_demo(context)
+    seed_demo(context.engine)
     yield context
     context.engine.dispose()
 

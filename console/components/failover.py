@@ -16,7 +16,7 @@ from dash import dcc, html
 
 from console.components.html_attrs import data_attrs
 from console.components.ingest import format_timestamp
-from store.models import FAILOVER_PHASES
+from store.queries.failover import PHASES as FAILOVER_PHASES
 from store.queries.failover import RTO_TARGET_S, Freshness, RunDetail
 
 PHASE_LABELS = {

@@ -15,7 +15,13 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, jsonify, redirect, request
 
-from console.auth import authenticate, end_session, header_identity, session_identity, start_session
+from console.auth.users import (
+    authenticate,
+    end_session,
+    header_identity,
+    session_identity,
+    start_session,
+)
 from console.context import AppContext
 
 log = logging.getLogger(__name__)

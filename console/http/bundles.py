@@ -12,46 +12,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 
 from console.context import AppContext
 from console.settings import Settings
+from console.wiring import load_bundle
 from store.models import BundlePin, BundleRevision
 
 log = logging.getLogger(__name__)
 
 OPA_BUNDLE_TYPE = "application/gzip"
-
-
-def registry_dir(settings: Settings) -> Path:
-    """The local registry folder: `<bundle>/<revision>.tar.gz` files."""
-    return (
-        Path(settings.actions.bundle_dir)
-        if settings.actions.bundle_dir
-        else settings.var_dir / "bundles"
-    )
-
-
-def load_bundle(settings: Settings, revision: BundleRevision) -> bytes | None:
-    """Read a registered revision's tarball from where the registry says it came from."""
-    source = revision.source
-    if source.startswith("demo://") and settings.demo_mode:
-        from console.demo import bundle_tarball
-
-        return bundle_tarball(revision.revision)
-    candidates = []
-    if source.startswith("file://"):
-        candidates.append(Path(source.removeprefix("file://")))
-    elif source.startswith("/"):
-        candidates.append(Path(source))
-    candidates.append(registry_dir(settings) / revision.bundle / f"{revision.revision}.tar.gz")
-    for path in candidates:
-        if path.is_file():
-            return path.read_bytes()
-    return None
 
 
 def environment_for_token(settings: Settings, header: str | None) -> str | None:

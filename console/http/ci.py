@@ -24,10 +24,10 @@ from flask import Blueprint, Response, jsonify, request
 
 from collectors import ci_ingest, github
 from collectors.base import InvalidItem, parse_time
-from console.api import iso
-from console.config.github import DEMO_CI_TOKEN, DEMO_WEBHOOK_SECRET
 from console.context import AppContext
+from console.http.api import iso
 from console.settings import PLACEHOLDER_SECRETS, Settings
+from console.settings.github import DEMO_CI_TOKEN, DEMO_WEBHOOK_SECRET
 from store.ingest import record_rejects, record_sync_run, utcnow
 from store.metrics import Window, get_metric
 from store.queries.ci import (

@@ -25,12 +25,12 @@ from flask import Blueprint, Response, jsonify, request
 
 from collectors import exports, incidents
 from collectors.base import InvalidItem, parse_time
+from console import evidence_service as service
 from console.context import AppContext
-from console.evidence import service
-from console.evidence.limiter import RateLimiter, make_limiter
-from console.evidence.pack import EvidenceError
-from console.evidence.signing import SigningKeyError
-from console.evidence.tokens import TokenError, verify_token
+from egress.limiter import RateLimiter, make_limiter
+from egress.tokens import TokenError, verify_token
+from evidence.pack import EvidenceError
+from evidence.signing import SigningKeyError
 from store.ingest import record_sync_run, utcnow
 from store.queries.reliability import policy_state
 from store.slo import BURN_WINDOWS, SloConfigError, format_duration

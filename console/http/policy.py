@@ -19,9 +19,9 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import SecretStr
 
 from collectors import opa
-from console.api import iso
 from console.components.policy import parse_api_args, parse_time_bound
 from console.context import AppContext
+from console.http.api import iso
 from store.ingest import IngestResult, record_rejects, record_sync_run, utcnow
 from store.queries.policy import SearchError, drift_frame, search_decisions
 

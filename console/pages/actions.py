@@ -17,10 +17,10 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from sqlalchemy import select
 
 from actions.registry import plan_dict
-from console.auth import actor_of
+from console.auth.users import actor_of
 from console.components import actions as view
-from console.http.actions import build_service
 from console.runtime import get_context
+from console.wiring import build_service
 from store.models.actions import ActionPlan
 
 dash.register_page(

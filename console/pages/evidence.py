@@ -16,13 +16,13 @@ import dash
 from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 from dash import ctx as dash_ctx
 
+from console import evidence_service as service
 from console.components import errors
 from console.components.evidence import LINK_BUTTON, download_link, downloads_table, packs_table
-from console.evidence import service
-from console.evidence.pack import EvidenceError
-from console.evidence.signing import SigningKeyError
 from console.runtime import get_context
 from console.shell import SPRINT_STORE
+from evidence.pack import EvidenceError
+from evidence.signing import SigningKeyError
 from store.queries.egress import evidence_downloads_frame, evidence_packs_frame
 from store.slo import SloConfigError
 

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, callback, dcc, html
 
 from collectors import incidents as incident_source
+from console import evidence_service as service
 from console.components import errors
 from console.components.reliability import (
     budget_table,
@@ -27,10 +28,9 @@ from console.components.reliability import (
     timeline_list,
 )
 from console.context import AppContext
-from console.evidence import service
-from console.evidence.postmortem import PostmortemError, generate_postmortem
 from console.runtime import get_context
 from console.shell import BASELINE_RANGE, RANGE_STORE, SPRINT_STORE
+from evidence.postmortem import PostmortemError, generate_postmortem
 from store.goals import SprintConfigError
 from store.ingest import utcnow
 from store.metrics import Window

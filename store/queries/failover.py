@@ -25,6 +25,9 @@ from store.models import (
 from store.queries.frames import frame
 
 LAG_STALE_AFTER = timedelta(minutes=15)
+PHASES: tuple[str, ...] = FAILOVER_PHASES
+"""The failover phases in order (for the console, which does not import the models)."""
+
 RTO_TARGET_S = 600.0
 RPO_TARGET_S = 300.0
 LAG_BEFORE_PROMOTION = timedelta(minutes=20)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from console.app import create_app
-from console.auth import add_user
+from console.auth.users import add_user
 from console.context import AppContext
 from store.migrate import upgrade
 from store.models import ActionAudit

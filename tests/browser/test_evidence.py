@@ -11,7 +11,7 @@ import requests
 
 from console.app import create_app
 from console.context import AppContext
-from console.evidence.pack import verify_pack
+from evidence.pack import verify_pack
 from tests.conftest import free_port
 from tests.console.test_evidence import copy_demo
 

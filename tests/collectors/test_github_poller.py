@@ -254,7 +254,7 @@ def test_backfill_killed_mid_run_resumes_to_the_same_result_as_a_clean_run(tmp_p
             "QUARTERDECK_GITHUB__TOKEN": "ghp_kill",
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", "collect", "github", "--repo", REPO],
+            [sys.executable, "-m", "console.cli.main", "collect", "github", "--repo", REPO],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from actions.bundle_pin import policy_drift
 from console.app import create_app
-from console.auth import add_user
-from console.cli import app as cli
+from console.auth.users import add_user
+from console.cli.main import app as cli
 from console.context import AppContext
 from store.migrate import upgrade
 from store.models import ActionAudit, BundlePin
@@ -350,8 +350,8 @@ def test_audit_page_shows_a_broken_chain(ctx: AppContext) -> None:
 
 
 def test_demo_users_are_seeded_once(ctx: AppContext) -> None:
-    from console.auth import authenticate
-    from console.demo_parts.actions import demo_password, feed
+    from console.auth.users import authenticate
+    from demo.users import demo_password, feed
 
     with ctx.session() as session:
         first = feed(session)["users"]

@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from console.app import create_app
-from console.auth import add_user, check_password, hash_password
+from console.auth.users import add_user
 from console.context import AppContext
 from console.http.auth import COOKIE
 from store.migrate import upgrade
 from store.models import ActionAudit
+from store.passwords import check_password, hash_password
 from tests.conftest import make_settings
 
 ORIGIN = {"Origin": "http://localhost"}

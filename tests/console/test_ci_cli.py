@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from console.cli import app
+from console.cli.main import app
 from store.db import make_engine
 from store.migrate import upgrade
 from store.models import CiRun, PullRequest
@@ -77,7 +77,7 @@ def test_background_poller_starts_only_when_configured_and_fills_the_store(
     import time
 
     from console.context import AppContext
-    from console.services import github_poller
+    from console.jobs import github as github_poller
     from tests.conftest import make_settings
 
     bare = AppContext.from_settings(make_settings(tmp_path))

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from console.cli import app
+from console.cli.main import app
 from store.migrate import head_revision
 
 ROOT = Path(__file__).resolve().parents[2]

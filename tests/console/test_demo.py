@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 
 from console.context import AppContext
-from console.demo import seed_demo
+from demo.seed import seed_demo
 from store.goals import evaluate_goals
 from store.migrate import upgrade
 from store.models import Base, OpaDecision, PullRequest, SyncRun
@@ -33,13 +33,13 @@ def test_demo_gives_every_goal_a_value_and_a_mix_of_statuses(demo_ctx):
 
 def test_demo_rerun_adds_no_rows(demo_ctx):
     before = _row_counts(demo_ctx)
-    report = seed_demo(demo_ctx, force=True)
+    report = seed_demo(demo_ctx.engine, force=True)
     assert report.stored == 0
     assert _row_counts(demo_ctx) == before
 
 
 def test_demo_is_skipped_when_already_seeded(demo_ctx):
-    assert seed_demo(demo_ctx).sources == {}
+    assert seed_demo(demo_ctx.engine).sources == {}
 
 
 def test_failed_seed_leaves_the_store_as_it_was(tmp_path):
@@ -48,7 +48,7 @@ def test_failed_seed_leaves_the_store_as_it_was(tmp_path):
     with ctx.engine.begin() as conn:  # a store that breaks halfway through the seed
         conn.execute(text("DROP TABLE slo_samples"))
     with pytest.raises(Exception, match="slo_samples"):
-        seed_demo(ctx)
+        seed_demo(ctx.engine)
     with ctx.session() as session:
         assert session.scalar(select(func.count()).select_from(PullRequest)) == 0
         assert session.scalar(select(func.count()).select_from(OpaDecision)) == 0
@@ -69,7 +69,7 @@ def test_demo_records_its_collector_runs_and_rejects_for_ingest_health(demo_ctx)
 
 @pytest.mark.postgres
 def test_demo_on_postgresql_evaluates_exactly_like_sqlite(pg_ctx, demo_ctx):
-    seed_demo(pg_ctx)
+    seed_demo(pg_ctx.engine)
     with pg_ctx.session() as pg, demo_ctx.session() as lite:
         on_pg = evaluate_goals(pg, pg_ctx.sprint(), with_trend=True)
         on_sqlite = evaluate_goals(lite, demo_ctx.sprint(), with_trend=True)

@@ -19,12 +19,12 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from console import evidence_service as service
 from console.app import create_app
 from console.context import AppContext
-from console.evidence import service
-from console.evidence.limiter import MemoryLimiter, RedisLimiter
-from console.evidence.tokens import issue_token
 from console.http.egress import make_blueprint
+from egress.limiter import MemoryLimiter, RedisLimiter
+from egress.tokens import issue_token
 from store.ingest import upsert
 from store.migrate import upgrade
 from store.models import ExportEvent, SloSample

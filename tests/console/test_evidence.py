@@ -21,13 +21,13 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from console.commands import evidence as evidence_cli
+from console import evidence_service as service
+from console.cli import evidence as evidence_cli
 from console.context import AppContext
-from console.evidence import service
-from console.evidence.pack import EvidenceError, verify_pack
-from console.evidence.postmortem import PostmortemError, generate_postmortem
-from console.evidence.signing import HOW_TO_CONFIGURE, SigningKeyError, generate_key_text
-from console.evidence.tokens import TokenError, issue_token, verify_token
+from egress.tokens import TokenError, issue_token, verify_token
+from evidence.pack import EvidenceError, verify_pack
+from evidence.postmortem import PostmortemError, generate_postmortem
+from evidence.signing import HOW_TO_CONFIGURE, SigningKeyError, generate_key_text
 from store.migrate import upgrade
 from store.models import Postmortem
 from store.models.egress import EvidencePack
@@ -378,7 +378,7 @@ def test_cli_build_refuses_without_a_signing_key_or_for_an_unknown_sprint(
 def test_collect_exports_imports_an_nginx_log_once(ctx, tmp_path, monkeypatch):
     import typer
 
-    from console.commands._collect_exports import exports as collect_exports
+    from console.cli.collect_exports import exports as collect_exports
     from store.models import ExportEvent
 
     _env(monkeypatch, tmp_path, DEMO_MODE="true")

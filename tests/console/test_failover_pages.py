@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from collectors import failover as source
 from console.app import create_app
-from console.cli import app as cli
-from console.commands import _collect_traffic
+from console.cli import collect_traffic as _collect_traffic
+from console.cli.main import app as cli
 from console.components import failover as view
-from console.services.traffic_simulator import DRILL_SCRIPT, play_scripted_drill
+from demo.simulator import DRILL_SCRIPT, play_scripted_drill
 from store.queries.failover import live_run
 from tests.conftest import free_port
 
@@ -178,7 +178,7 @@ def test_drill_simulate_plays_every_phase(tmp_path: Path) -> None:
 
 
 def test_scripted_drill_records_lag_before_promotion_for_the_rpo(ctx) -> None:
-    key = play_scripted_drill(ctx, speed=1.0, sleep=lambda _s: None)
+    key = play_scripted_drill(ctx.sessions, speed=1.0, sleep=lambda _s: None)
 
     with ctx.session() as session:
         run = live_run(session, now=datetime.now(UTC) + timedelta(seconds=1))

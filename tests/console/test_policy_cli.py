@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from collectors.bundles import build_bundle, sign_files
-from console.cli import app
+from console.cli.main import app
 from store.db import make_engine
 from store.migrate import upgrade
 from tests.collectors.test_bundles_signatures import files, rsa_pair

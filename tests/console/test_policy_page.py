@@ -113,8 +113,8 @@ def test_console_mounts_the_receivers_and_apis(demo_ctx: AppContext) -> None:
 def test_issue_setting_names_map_onto_the_opa_settings() -> None:
     from pydantic import SecretStr
 
-    from console.config.ingest import IngestSettings
-    from console.config.opa import BundleSettings, OpaSettings, apply_aliases
+    from console.settings.ingest import IngestSettings
+    from console.settings.opa import BundleSettings, OpaSettings, apply_aliases
 
     opa = apply_aliases(
         OpaSettings(),

@@ -15,9 +15,9 @@ from dash import html
 from sqlalchemy import select
 
 from console.app import create_app
+from console.auth.identity import Identity
 from console.components.reliability import budget_table, format_tte
 from console.context import AppContext
-from console.identity import Identity
 from store.models import Incident, Postmortem
 from tests.console.test_components import text_of, walk, with_class
 from tests.console.test_evidence import copy_demo

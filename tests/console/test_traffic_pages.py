@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from console.app import create_app
 from console.components import traffic as view
-from console.services import traffic_simulator
+from demo import simulator as traffic_simulator
 from store.models import ReplicationLagSample, TrafficSample
 from tests.conftest import make_settings
 
@@ -95,8 +95,8 @@ def test_simulator_tick_feeds_traffic_and_lag_through_the_loaders(ctx) -> None:
     model = traffic_simulator.TrafficModel(random.Random(1))
     at = datetime(2026, 3, 2, 12, 0, 15, tzinfo=UTC)
 
-    traffic_simulator.tick(ctx, model, at)
-    traffic_simulator.tick(ctx, model, at)  # a retried tick adds nothing
+    traffic_simulator.tick(ctx.sessions, model, at)
+    traffic_simulator.tick(ctx.sessions, model, at)  # a retried tick adds nothing
 
     with ctx.sessions() as session:
         samples = session.scalar(select(func.count()).select_from(TrafficSample))
@@ -106,8 +106,9 @@ def test_simulator_tick_feeds_traffic_and_lag_through_the_loaders(ctx) -> None:
 
 def test_simulator_runs_only_in_demo_mode(tmp_path) -> None:
     from console.context import AppContext
+    from console.wiring import start_jobs
 
     ctx = AppContext.from_settings(make_settings(tmp_path, demo_mode=False, secret_key="x" * 32))
 
-    assert traffic_simulator.start(ctx) is None
+    assert start_jobs(ctx) == []  # nothing configured, not the demo: no job, no simulator
     ctx.engine.dispose()

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from console.context import AppContext
-from console.services import traffic_pollers
+from console.jobs import traffic as traffic_pollers
 from console.settings import Settings
 from store.migrate import upgrade
 from store.models import DnsWeightObservation, ReplicationLagSample, TrafficSample

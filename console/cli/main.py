@@ -1,0 +1,216 @@
+"""The `quarterdeck` command: serve, db upgrade, demo seed, goals check/show.
+
+Every command builds settings from the environment (`QUARTERDECK_…`) and wires the same pieces
+the console uses. Errors a person can fix are printed as one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from console.context import AppContext
+from console.settings import Settings
+from store.db import DatabaseUnavailable, check_connection
+from store.goals import SprintConfigError, evaluate_goals, load_sprint, with_unit
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Quarterdeck, the release captain's console."
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+demo_app = typer.Typer(no_args_is_help=True, help="The demo sprint.")
+goals_app = typer.Typer(no_args_is_help=True, help="Sprint goals.")
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(goals_app, name="goals")
+
+
+def _add_command_groups() -> None:
+    """Mount each area's command group (`quarterdeck collect …`, `actions …`, …), in help order."""
+    from console.cli import actions, audit, bundles, collect, evidence, failover, postmortem, users
+
+    for module in (collect, actions, bundles, failover, evidence, postmortem, audit, users):
+        app.add_typer(module.app, name=module.NAME)
+
+
+EXIT_CONFIG = 2
+EXIT_DATABASE = 3
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        raise _fail("invalid settings: " + "; ".join(lines), EXIT_CONFIG) from exc
+
+
+def _context(*, require_db: bool = True) -> AppContext:
+    settings = _settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Alembic announces its dialect on every schema check (each /readyz): keep that quiet.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+    try:
+        ctx = AppContext.from_settings(settings)
+        if require_db:
+            check_connection(ctx.engine)
+    except DatabaseUnavailable as exc:
+        raise _fail(str(exc), EXIT_DATABASE) from exc
+    except Exception as exc:  # an unparsable URL, a missing driver
+        from store.db import safe_url
+
+        url = safe_url(settings.resolved_database_url)
+        raise _fail(f"cannot use database {url}: {exc}", EXIT_DATABASE) from exc
+    return ctx
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+) -> None:
+    """Migrate the store to the newest schema (or REVISION)."""
+    from store.db import safe_url
+    from store.migrate import current_revision, upgrade
+
+    ctx = _context()
+    before = current_revision(ctx.engine)
+    upgrade(ctx.engine, revision)
+    after = current_revision(ctx.engine)
+    typer.echo(f"{safe_url(ctx.engine.url)}: schema {before or 'empty'} → {after}")
+
+
+@demo_app.command("seed")
+def demo_seed(
+    force: Annotated[
+        bool, typer.Option(help="feed every payload again even if this demo was seeded")
+    ] = False,
+) -> None:
+    """Seed the demo sprint through the collectors' ingest code (idempotent, one transaction)."""
+    from demo.seed import DEMO_VERSION, seed_demo
+    from store.migrate import current_revision, head_revision
+
+    ctx = _context()
+    if current_revision(ctx.engine) != head_revision():
+        raise _fail(
+            "the database is not migrated: run `quarterdeck db upgrade` first", EXIT_DATABASE
+        )
+    try:
+        report = seed_demo(ctx.engine, force=force)
+    except Exception as exc:
+        raise _fail(f"demo seed failed, nothing was written: {exc}", 1) from exc
+    from demo.users import SIGN_IN_HINT
+
+    if not report.sources:
+        typer.echo(
+            f"demo sprint {DEMO_VERSION} already seeded; nothing to do (--force re-feeds it)"
+        )
+    else:
+        for line in report.lines():
+            typer.echo(line)
+        typer.echo(f"demo sprint {DEMO_VERSION}: {report.stored} new rows")
+    typer.echo(SIGN_IN_HINT)
+
+
+@goals_app.command("check")
+def goals_check(
+    files: Annotated[list[Path] | None, typer.Argument(help="sprint files (default: all)")] = None,
+) -> None:
+    """Validate sprint files; print `file: goal id: field: problem` for each problem."""
+    settings = _settings()
+    paths = files or sorted(settings.sprints_dir.glob("*.yaml"))
+    if not paths:
+        raise _fail(f"no sprint files in {settings.sprints_dir}", EXIT_CONFIG)
+    problems: list[str] = []
+    for path in paths:
+        try:
+            sprint = load_sprint(path)
+            typer.echo(f"{path}: ok ({len(sprint.goals)} goals, {len(sprint.gates)} gates)")
+        except SprintConfigError as exc:
+            problems.extend(exc.problems)
+    for line in problems:
+        typer.echo(line, err=True)
+    if problems:
+        raise typer.Exit(EXIT_CONFIG)
+
+
+@goals_app.command("show")
+def goals_show(
+    sprint: Annotated[str | None, typer.Option(help="sprint slug")] = None,
+) -> None:
+    """Evaluate and print every goal of a sprint."""
+    ctx = _context()
+    try:
+        loaded = ctx.sprint(sprint)
+    except SprintConfigError as exc:
+        for line in exc.problems:
+            typer.echo(line, err=True)
+        raise typer.Exit(EXIT_CONFIG) from exc
+    with ctx.session() as session:
+        results = evaluate_goals(session, loaded, with_trend=False)
+    typer.echo(f"{loaded.title} ({loaded.slug})")
+    for r in results:
+        value = "—" if r.value is None else with_unit(r.value, r.unit)
+        typer.echo(f"  {r.status.upper():8} {r.id:28} {value:>12}  n={r.samples:<6} {r.reason}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default QUARTERDECK_HOST or 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="default QUARTERDECK_PORT or 8050")] = None,
+    threads: Annotated[int, typer.Option(help="worker threads")] = 8,
+) -> None:
+    """Serve the console, its APIs and receivers (Ctrl-C stops)."""
+    from waitress import serve as waitress_serve
+
+    from console.app import create_app
+    from console.wiring import start_jobs, with_demo_route53
+
+    base = _context()
+    # Order matters: the demo's Route53 stand-in derives the settings everything else uses.
+    settings, stop_moto = with_demo_route53(base.settings)
+    ctx = AppContext(settings=settings, engine=base.engine, sessions=base.sessions)
+    dash_app = create_app(ctx)
+    bind_host = host or ctx.settings.host
+    bind_port = port or ctx.settings.port
+    stops = start_jobs(ctx)
+    if stop_moto is not None:
+        stops.append(stop_moto)
+    typer.echo(f"Quarterdeck on http://{bind_host}:{bind_port}/  (Ctrl-C stops)")
+    try:
+        waitress_serve(
+            dash_app.server, host=bind_host, port=bind_port, threads=threads, ident="quarterdeck"
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for stop in stops:
+            stop()
+        ctx.engine.dispose()
+        typer.echo("stopped")
+
+
+_add_command_groups()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

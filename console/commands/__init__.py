@@ -1,1 +1,0 @@
-"""`quarterdeck` command groups; each module offers `NAME` and a Typer `app`."""

@@ -1,1 +1,0 @@
-"""Per-area settings sections, nested under `Settings` as `QUARTERDECK_<AREA>__…`."""

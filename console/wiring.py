@@ -1,0 +1,174 @@
+"""The composition root: settings → (demo stand-ins) → engine and context → console → jobs.
+
+Every entry point (`quarterdeck serve`, `console.wsgi`, the CLI commands) builds its pieces here,
+in the order written below; nothing is discovered by file name and no module changes settings
+after they are built (the demo derives new settings instead).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from actions.base import ActionPolicy
+from actions.bundle_pin import KubernetesPins, PinConfig, PinOpaBundle, PinProvider, RegistryPins
+from actions.dns_weights import DnsFlipConfig, FlipDnsWeights, Route53Weights
+from actions.registry import ActionService
+from console.clients import kubernetes_core_api, route53_client
+from console.context import AppContext
+from console.settings import Settings
+from store.models import BundleRevision
+from store.slo import load_slos
+
+log = logging.getLogger(__name__)
+
+Stop = Callable[[], None]
+
+
+def registry_dir(settings: Settings) -> Path:
+    """The local registry folder: `<bundle>/<revision>.tar.gz` files."""
+    return (
+        Path(settings.actions.bundle_dir)
+        if settings.actions.bundle_dir
+        else settings.var_dir / "bundles"
+    )
+
+
+def load_bundle(settings: Settings, revision: BundleRevision) -> bytes | None:
+    """Read a registered revision's tarball from where the registry says it came from."""
+    source = revision.source
+    if source.startswith("demo://") and settings.demo_mode:
+        from demo.seed import bundle_tarball
+
+        return bundle_tarball(revision.revision)
+    candidates = []
+    if source.startswith("file://"):
+        candidates.append(Path(source.removeprefix("file://")))
+    elif source.startswith("/"):
+        candidates.append(Path(source))
+    candidates.append(registry_dir(settings) / revision.bundle / f"{revision.revision}.tar.gz")
+    for path in candidates:
+        if path.is_file():
+            return path.read_bytes()
+    return None
+
+
+def build_service(
+    settings: Settings,
+    *,
+    route53: Any | None = None,
+    core_api: Any | None = None,
+    sleep: Any | None = None,
+) -> ActionService:
+    """Wire the actions for ``settings``; tests pass their own clients for local peers."""
+    cfg = settings.actions
+
+    def provider() -> Route53Weights:
+        extra = {"sleep": sleep} if sleep is not None else {}
+        return Route53Weights(
+            route53 if route53 is not None else route53_client(settings),
+            insync_timeout_s=cfg.insync_timeout_s,
+            poll_s=cfg.insync_poll_s,
+            **extra,
+        )
+
+    pin_providers: list[PinProvider] = [RegistryPins()]
+    if core_api is not None or cfg.kubernetes.host:
+        pin_providers.append(
+            KubernetesPins(
+                core_api if core_api is not None else kubernetes_core_api(settings),
+                namespace=cfg.kubernetes.namespace,
+                namespaces=cfg.kubernetes.namespaces,
+                config_map=cfg.kubernetes.config_map,
+                key=cfg.kubernetes.key,
+            )
+        )
+    production = frozenset(cfg.production_environments)
+    return ActionService(
+        [
+            FlipDnsWeights(
+                provider,
+                DnsFlipConfig(
+                    max_step_pct=cfg.max_step_pct,
+                    min_healthy_regions=cfg.min_healthy_regions,
+                    slos=tuple(load_slos(settings.data_dir / "slos")),
+                    synthetic_urls=dict(cfg.synthetic_urls),
+                ),
+            ),
+            PinOpaBundle(
+                pin_providers,
+                lambda revision: load_bundle(settings, revision),
+                PinConfig(
+                    stage_environment=cfg.stage_environment,
+                    production_environments=production,
+                    soak=timedelta(hours=cfg.soak_hours),
+                    replay_last=cfg.replay_last,
+                    max_flip_pct=cfg.max_flip_pct,
+                ),
+            ),
+        ],
+        ActionPolicy(
+            live_environments=frozenset(cfg.live_environments),
+            production_environments=production,
+            approval_ttl_s=cfg.approval_ttl_minutes * 60,
+            lock_ttl_s=cfg.lock_ttl_minutes * 60,
+            verify_timeout_s=cfg.verify_timeout_s,
+        ),
+    )
+
+
+def with_demo_route53(settings: Settings) -> tuple[Settings, Stop | None]:
+    """In demo mode without an AWS endpoint, start moto's Route53 and derive settings for it.
+
+    Returns the settings to build everything else with (the demo's endpoint, record and `stage`
+    as a live environment) and moto's stop function; outside demo mode, or with an endpoint
+    configured, or without moto installed, the settings come back unchanged with no stop.
+    """
+    if not settings.demo_mode or settings.aws.endpoint_url:
+        return settings, None
+    from demo import route53 as demo_route53
+
+    started = demo_route53.start_moto()
+    if started is None:
+        return settings, None
+    endpoint_url, stop = started
+    live = settings.actions.live_environments
+    derived = settings.model_copy(
+        update={
+            "aws": settings.aws.model_copy(update={"endpoint_url": endpoint_url}),
+            "route53": settings.route53.model_copy(
+                update={"records": settings.route53.records or [demo_route53.DEMO_RECORD]}
+            ),
+            "actions": settings.actions.model_copy(
+                update={"live_environments": live if "stage" in live else [*live, "stage"]}
+            ),
+        }
+    )
+    demo_route53.seed_records(route53_client(derived))
+    log.info("demo Route53 (moto) on %s: %s weighted 50/50", endpoint_url, demo_route53.DEMO_RECORD)
+    return derived, stop
+
+
+def start_jobs(ctx: AppContext) -> list[Stop]:
+    """Start the background jobs of `quarterdeck serve`, in this order; return their stops.
+
+    1. The traffic pollers (Prometheus, Route53, failover probe) for whatever is configured.
+    2. The GitHub poller, when repositories and a token are set.
+    3. In demo mode only, the live simulator (after the pollers, so a configured Route53 poller's
+       first snapshot is what the simulator's observed share follows).
+    """
+    from console.jobs import github, traffic
+
+    stops: list[Stop] = []
+    for start in (traffic.start, github.start):
+        stop = start(ctx)
+        if stop is not None:
+            stops.append(stop)
+    if ctx.settings.demo_mode:
+        from demo import simulator
+
+        stops.append(simulator.start(ctx.sessions))
+    return stops
