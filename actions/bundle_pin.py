@@ -3,8 +3,9 @@
 Two providers: Quarterdeck's own registry (a `BundlePin` row that `GET /bundles/<name>` serves)
 and Kubernetes (patch the OPA ConfigMap's bundle `resource` with a `resourceVersion`
 precondition; server-side `dryRun=All` while rehearsing). Before anything moves, the last recorded
-decisions of the bundle are replayed against the candidate revision's Rego (regorus) to show how
-many would flip. Verification waits for OPA's status reports to show the revision everywhere.
+decisions of the bundle are replayed against the candidate revision's Rego (rego-cpp, see
+actions/rego.py) to show how many would flip and how many could not be evaluated. Verification
+waits for OPA's status reports to show the revision everywhere.
 """
 
 from __future__ import annotations
@@ -12,21 +13,23 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import logging
 import tarfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from actions import rego
 from actions.base import (
+    SYSTEM_CLOCK,
     ApplyOutcome,
+    Clock,
     GuardedAction,
     InvalidParams,
     PlanView,
@@ -54,76 +57,120 @@ def bundle_files(data: bytes) -> dict[str, bytes]:
     return files
 
 
-def _nest(path: str, value: Any) -> Any:
-    for part in reversed([p for p in path.split("/") if p]):
-        value = {part: value}
-    return value
-
-
-def _merge(into: dict[str, Any], more: dict[str, Any]) -> None:
-    for key, value in more.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-
-
 @dataclass
 class ImpactReport:
-    """Recorded decisions replayed against a candidate: how many flip, with examples."""
+    """Recorded decisions replayed on a candidate: flips, changed results, and what was not
+    evaluated (with why), so a preview never passes on decisions it could not judge."""
 
     replayed: int = 0
     allow_to_deny: int = 0
     deny_to_allow: int = 0
-    errors: int = 0
+    changed: int = 0
+    not_evaluated: int = 0
+    not_evaluated_reasons: dict[str, int] = field(default_factory=dict)
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def flipped(self) -> int:
         return self.allow_to_deny + self.deny_to_allow
 
+    @property
+    def considered(self) -> int:
+        return self.replayed + self.not_evaluated
+
+    def skip(self, reason: str) -> None:
+        self.not_evaluated += 1
+        self.not_evaluated_reasons[reason] = self.not_evaluated_reasons.get(reason, 0) + 1
+
     def as_dict(self) -> dict[str, Any]:
         return {
+            "engine": rego.ENGINE,
             "replayed": self.replayed,
             "allow_to_deny": self.allow_to_deny,
             "deny_to_allow": self.deny_to_allow,
-            "errors": self.errors,
+            "changed": self.changed,
+            "not_evaluated": self.not_evaluated,
+            "not_evaluated_reasons": dict(self.not_evaluated_reasons),
+            "errors": self.not_evaluated,  # the Actions page's name for the same count
             "examples": self.examples,
         }
 
 
-def replay_decisions(files: dict[str, bytes], decisions: list[OpaDecision]) -> ImpactReport:
-    """Evaluate every decision's input on the candidate's Rego and compare with what was logged.
+def verdict(result: Any, field_name: str = "allow") -> bool:
+    """Allow iff the document is `true` or an object whose ``field_name`` is `true`."""
+    if isinstance(result, dict):
+        return result.get(field_name) is True
+    return result is True
 
-    Undefined results count as deny, as OPA's `allow` with `default allow := false` would.
+
+def same_document(a: Any, b: Any) -> bool:
+    """JSON equality: numbers by value (`1e3` = 1000, `-0.0` = 0), booleans never numbers."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_document(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_document(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+MASKED = "input masked by system.log.mask before logging: OPA decided on another input"
+
+
+def replay_decisions(
+    files: dict[str, bytes],
+    decisions: list[OpaDecision],
+    *,
+    result_field: str = "allow",
+    timeout_s: float = 60.0,
+) -> ImpactReport:
+    """Evaluate every decision at its path on the candidate and compare with what OPA logged.
+
+    The full document is compared (objects included); the verdict is ``result_field`` of an
+    object result or the boolean itself, and undefined counts as deny. Decisions whose logged
+    input is not what OPA saw (masked/erased), ad-hoc queries, and anything the engine cannot
+    evaluate are counted as not evaluated, with the reason.
     """
-    import regorus  # a compiled Rego engine (gordon-to-regorus)
-
-    engine = regorus.Engine()
-    data: dict[str, Any] = {}
-    for name, content in sorted(files.items()):
-        if name.endswith(".rego"):
-            engine.add_policy(name, content.decode())
-        elif name.endswith("data.json"):
-            _merge(data, _nest(name.rsplit("/", 1)[0] if "/" in name else "", json.loads(content)))
-    if data:
-        engine.add_data_json(json.dumps(data))
     report = ImpactReport()
+    try:
+        policy = rego.policy_from_bundle(files)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        for _ in decisions:
+            report.skip(f"the candidate's data cannot be read: {exc}")
+        return report
+    queued: list[tuple[OpaDecision, rego.Query]] = []
     for decision in decisions:
-        if decision.allowed is None or decision.input is None:
+        if decision.erased or decision.masked:
+            report.skip(MASKED)
             continue
-        rule = "data." + ".".join(p for p in decision.path.split("/") if p)
-        try:
-            engine.set_input_json(json.dumps(decision.input))
-            new = bool(engine.eval_rule(rule))
-        except Exception as exc:  # regorus raises its own error types with Rust backtraces
-            report.errors += 1
-            log.debug("replay of %s failed: %s", decision.decision_id, str(exc).splitlines()[0])
+        nd_cache = getattr(decision, "nd_builtin_cache", None)  # when the store records it
+        queued.append(
+            (
+                decision,
+                rego.Query(
+                    path=decision.path,
+                    input=decision.input,
+                    has_input=decision.input is not None,
+                    nd_builtin_cache=nd_cache if isinstance(nd_cache, dict) else None,
+                ),
+            )
+        )
+    outcomes = rego.evaluate(policy, [q for _, q in queued], timeout_s=timeout_s)
+    for (decision, _), outcome in zip(queued, outcomes, strict=True):
+        if outcome.status == "not_evaluated":
+            report.skip(outcome.reason)
+            log.debug("replay of %s not evaluated: %s", decision.decision_id, outcome.reason)
             continue
         report.replayed += 1
-        if new == decision.allowed:
+        new = outcome.value if outcome.status == "defined" else None
+        was, now = verdict(decision.result, result_field), verdict(new, result_field)
+        if was == now:
+            if not same_document(new, decision.result):
+                report.changed += 1
             continue
-        if decision.allowed:
+        if was:
             report.allow_to_deny += 1
         else:
             report.deny_to_allow += 1
@@ -132,9 +179,10 @@ def replay_decisions(files: dict[str, bytes], decisions: list[OpaDecision]) -> I
                 {
                     "decision_id": decision.decision_id,
                     "path": decision.path,
-                    "was": "allow" if decision.allowed else "deny",
-                    "now": "allow" if new else "deny",
+                    "was": "allow" if was else "deny",
+                    "now": "allow" if now else "deny",
                     "input": decision.input,
+                    "result": new,
                 }
             )
     return report
@@ -160,6 +208,9 @@ class RegistryPins(PinProvider):
     """Quarterdeck's own bundle endpoint: the latest `BundlePin` row is what `/bundles` serves."""
 
     name = "registry"
+
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
 
     def read(self, session: Session, bundle: str, environment: str) -> tuple[str | None, Any]:
         pin = session.scalar(
@@ -187,7 +238,7 @@ class RegistryPins(PinProvider):
                 bundle=bundle,
                 environment=plan.environment,
                 revision=revision,
-                pinned_at=datetime.now(UTC),
+                pinned_at=self.clock(),
                 pinned_by=plan.actor,
                 reason=plan.reason,
             )
@@ -311,6 +362,9 @@ class PinConfig:
     soak: timedelta = timedelta(hours=24)
     replay_last: int = 500
     max_flip_pct: float = 5.0
+    max_not_evaluated_pct: float = 10.0
+    result_field: str = "allow"
+    replay_timeout_s: float = 60.0
 
 
 class PinOpaBundle(GuardedAction):
@@ -324,10 +378,13 @@ class PinOpaBundle(GuardedAction):
         providers: list[PinProvider],
         loader: BundleLoader,
         config: PinConfig | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.providers = {p.name: p for p in providers}
         self.loader = loader
         self.config = config or PinConfig()
+        self.clock = clock  # the soak rule compares with now
 
     def _provider(self, params: dict[str, Any]) -> PinProvider:
         name = str(params.get("provider") or "registry")
@@ -422,7 +479,7 @@ class PinOpaBundle(GuardedAction):
             source = "pin"
         if first is None:
             return RuleResult(name, False, f"{revision} has never run in {stage}")
-        soaked = datetime.now(UTC) - first
+        soaked = self.clock() - first
         hours = self.config.soak.total_seconds() / 3600
         if soaked < self.config.soak:
             return RuleResult(
@@ -446,16 +503,34 @@ class PinOpaBundle(GuardedAction):
             .limit(self.config.replay_last * 4)
         ).all()
         mine = [d for d in recent if bundle in (d.bundles or {})][: self.config.replay_last]
-        report = replay_decisions(bundle_files(data), mine)
+        report = replay_decisions(
+            bundle_files(data),
+            mine,
+            result_field=self.config.result_field,
+            timeout_s=self.config.replay_timeout_s,
+        )
         preview = {"impact": report.as_dict()}
-        if report.replayed == 0:
+        if report.considered == 0:
             return RuleResult(name, True, "no recorded decisions to replay"), preview
-        pct = 100.0 * report.flipped / report.replayed
+        pct = 100.0 * report.flipped / report.replayed if report.replayed else 0.0
+        skipped = 100.0 * report.not_evaluated / report.considered
         text = (
             f"{report.allow_to_deny} allow→deny, {report.deny_to_allow} deny→allow of "
-            f"{report.replayed} replayed ({pct:.1f}%, limit {self.config.max_flip_pct:g}%)"
+            f"{report.replayed} replayed ({pct:.1f}%, limit {self.config.max_flip_pct:g}%); "
+            f"{report.not_evaluated} not evaluated ({skipped:.1f}%, "
+            f"limit {self.config.max_not_evaluated_pct:g}%)"
         )
-        return RuleResult(name, pct <= self.config.max_flip_pct, text), preview
+        if report.not_evaluated_reasons:
+            reason, count = max(report.not_evaluated_reasons.items(), key=lambda kv: kv[1])
+            text += f", mostly: {reason} ({count})"
+        if report.changed:
+            text += f"; {report.changed} other results changed, same verdict"
+        passed = (
+            report.replayed > 0
+            and pct <= self.config.max_flip_pct
+            and skipped <= self.config.max_not_evaluated_pct
+        )
+        return RuleResult(name, passed, text), preview
 
     def current_token(self, session: Session, plan: PlanView) -> str:
         provider = self._provider(plan.params)

@@ -3,14 +3,14 @@
 All weighted record sets of the name go into one transactional change batch, rebuilt from what
 was read (TTL, values, alias, health check kept), so nothing but `Weight` changes. Our own
 validation runs before Route 53 sees the batch because local peers (moto) accept batches the real
-service rejects. `PriorRequestNotComplete`/`Throttling` are retried with backoff; verification
-waits (bounded) for `INSYNC` and reads the weights back.
+service rejects. Route 53 is reached through `providers.route53.Route53`: botocore's standard
+retry mode alone retries `PriorRequestNotComplete`/`Throttling`; verification waits (bounded) for
+`INSYNC` with botocore's `resource_record_sets_changed` waiter and reads the weights back.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -29,142 +29,17 @@ from actions.base import (
     state_token,
 )
 from actions.rules import error_budget_not_frozen, healthy_share_verdict, observed_health
+from providers.route53 import Route53, Route53Error, ZoneLookupError, fqdn
 from store.slo import SloDefinition
 
 log = logging.getLogger(__name__)
 
 MAX_WEIGHT = 255
 MAX_WEIGHTED_SETS = 100
-RETRYABLE = frozenset({"PriorRequestNotComplete", "Throttling", "ThrottlingException"})
 
 
-class Route53Error(RuntimeError):
-    """Route 53 refused a request; `messages` carries InvalidChangeBatch's messages."""
-
-    def __init__(self, code: str, message: str, messages: list[str] | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.messages = messages or []
-
-
-def _client_error(exc: Exception) -> Route53Error:
-    response: dict[str, Any] = getattr(exc, "response", {}) or {}
-    error = response.get("Error", {})
-    messages = [str(m) for m in response.get("messages", []) or []]
-    return Route53Error(
-        str(error.get("Code", type(exc).__name__)), str(error.get("Message", exc)), messages
-    )
-
-
-def fqdn(name: str) -> str:
-    """Return ``name`` lower-cased with the trailing dot Route 53 answers with."""
-    name = name.strip().lower()
-    return name if name.endswith(".") else name + "."
-
-
-class Route53Weights:
-    """The Route 53 calls FlipDnsWeights makes, over a boto3 client built by the caller."""
-
-    def __init__(
-        self,
-        client: Any,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        attempts: int = 5,
-        backoff_s: float = 1.0,
-        insync_timeout_s: float = 120.0,
-        poll_s: float = 5.0,
-    ) -> None:
-        self.client = client
-        self.sleep = sleep
-        self.attempts = attempts
-        self.backoff_s = backoff_s
-        self.insync_timeout_s = insync_timeout_s
-        self.poll_s = poll_s
-
-    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        for attempt in range(self.attempts):
-            try:
-                result: dict[str, Any] = getattr(self.client, method)(**kwargs)
-                return result
-            except BotoCoreError as exc:  # no credentials, endpoint unreachable, …
-                raise Route53Error(type(exc).__name__, str(exc)) from exc
-            except ClientError as exc:
-                error = _client_error(exc)
-                if error.code in RETRYABLE and attempt + 1 < self.attempts:
-                    delay = self.backoff_s * 2**attempt
-                    log.warning("route53 %s: %s; retrying in %.1f s", method, error.code, delay)
-                    self.sleep(delay)
-                    continue
-                raise error from exc
-        raise Route53Error("RetriesExhausted", f"{method} did not succeed")  # pragma: no cover
-
-    def find_zone(self, record: str) -> str:
-        """Return the id of the hosted zone that holds ``record`` (longest matching suffix)."""
-        matches: dict[str, list[str]] = {}
-        marker: dict[str, Any] = {}
-        while True:
-            page = self._call("list_hosted_zones", **marker)
-            for zone in page.get("HostedZones", []):
-                name = fqdn(zone["Name"])
-                if record == name or record.endswith("." + name):
-                    matches.setdefault(name, []).append(str(zone["Id"]).split("/")[-1])
-            if not page.get("IsTruncated"):
-                break
-            marker = {"Marker": page["NextMarker"]}
-        if not matches:
-            raise InvalidParams(f"no hosted zone holds {record}")
-        name = max(matches, key=len)
-        if len(matches[name]) > 1:
-            # Split-horizon (public + private) zones share a name: never guess which one.
-            ids = ", ".join(sorted(matches[name]))
-            raise InvalidParams(f"several hosted zones are named {name} ({ids}): give the zone id")
-        return matches[name][0]
-
-    def weighted_sets(self, zone_id: str, record: str) -> list[dict[str, Any]]:
-        """`ListResourceRecordSets` from ``record`` on: its weighted sets (every type)."""
-        sets: list[dict[str, Any]] = []
-        start: dict[str, Any] = {"StartRecordName": record}
-        while True:
-            page = self._call("list_resource_record_sets", HostedZoneId=zone_id, **start)
-            for rs in page.get("ResourceRecordSets", []):
-                if fqdn(rs["Name"]) != record:
-                    return sets
-                if "Weight" in rs:
-                    sets.append(rs)
-            if not page.get("IsTruncated"):
-                return sets
-            start = {
-                "StartRecordName": page["NextRecordName"],
-                "StartRecordType": page["NextRecordType"],
-            }
-            if page.get("NextRecordIdentifier"):
-                start["StartRecordIdentifier"] = page["NextRecordIdentifier"]
-
-    def health(self, health_check_id: str) -> list[bool]:
-        """`GetHealthCheckStatus`: one verdict per checker ("Success…" is healthy)."""
-        page = self._call("get_health_check_status", HealthCheckId=health_check_id)
-        return [
-            str(o.get("StatusReport", {}).get("Status", "")).startswith("Success")
-            for o in page.get("HealthCheckObservations", [])
-        ]
-
-    def change(self, zone_id: str, batch: dict[str, Any]) -> str:
-        """`ChangeResourceRecordSets` (retried when Route 53 is busy); returns the change id."""
-        info = self._call("change_resource_record_sets", HostedZoneId=zone_id, ChangeBatch=batch)
-        return str(info["ChangeInfo"]["Id"])
-
-    def wait_insync(self, change_id: str) -> str:
-        """Poll `GetChange` until `INSYNC` or the timeout; return the last status seen."""
-        waited = 0.0
-        while True:
-            status = str(self._call("get_change", Id=change_id)["ChangeInfo"]["Status"])
-            if status == "INSYNC" or waited >= self.insync_timeout_s:
-                return status
-            self.sleep(self.poll_s)
-            waited += self.poll_s
+# The provider FlipDnsWeights calls (the collector reads through the same one).
+Route53Weights = Route53
 
 
 @dataclass(frozen=True)
@@ -250,18 +125,18 @@ class FlipDnsWeights(GuardedAction):
 
     def __init__(
         self,
-        provider: Callable[[], Route53Weights],
+        provider: Callable[[], Route53],
         config: DnsFlipConfig | None = None,
         *,
         probe: Callable[[str, float], tuple[bool, str]] = synthetic_check,
     ) -> None:
         self._provider_factory = provider
-        self._provider: Route53Weights | None = None
+        self._provider: Route53 | None = None
         self.config = config or DnsFlipConfig()
         self.probe = probe
 
     @property
-    def provider(self) -> Route53Weights:
+    def provider(self) -> Route53:
         if self._provider is None:
             self._provider = self._provider_factory()
         return self._provider
@@ -273,6 +148,8 @@ class FlipDnsWeights(GuardedAction):
         try:
             zone = str(params.get("zone_id") or self.provider.find_zone(record))
             sets = self.provider.weighted_sets(zone, record)
+        except ZoneLookupError as exc:
+            raise InvalidParams(str(exc)) from exc
         except Route53Error as exc:
             raise InvalidParams(f"Route 53: {exc}") from exc
         if not sets:
@@ -436,7 +313,15 @@ class FlipDnsWeights(GuardedAction):
             return ApplyOutcome(
                 False, f"Route 53 refused the change: {text}", detail={"code": exc.code}
             )
-        status = self.provider.wait_insync(change_id)
+        try:
+            status = self.provider.wait_insync(change_id)
+        except Route53Error as exc:
+            return ApplyOutcome(
+                True,
+                f"applied but change {change_id} not confirmed INSYNC ({exc}): unverified",
+                verified=False,
+                detail={"change_id": change_id, "status": "unknown", "code": exc.code},
+            )
         read = {str(rs["SetIdentifier"]): int(rs["Weight"]) for rs in self._read(params)[3]}
         matches = read == plan.after["weights"]
         verified = status == "INSYNC" and matches

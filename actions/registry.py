@@ -11,7 +11,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -19,9 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from actions.base import (
+    SYSTEM_CLOCK,
     ActionPolicy,
     Actor,
     ApplyOutcome,
+    Clock,
     GuardedAction,
     InvalidParams,
     PlanView,
@@ -33,6 +35,17 @@ from store.models.actions import ActionApproval, ActionLock, ActionPlan
 log = logging.getLogger(__name__)
 
 TWO_PERSON_RULE = "two-person-approval"
+
+
+def user_key(name: str) -> str:
+    """One person, one key: names compare trimmed and case-folded (`Cara@X` is `cara@x`).
+
+    The console hands over canonical names already (`console.auth.identity.user_key`, the same
+    rule); this guards rows written before, and any other caller.
+    """
+    return name.strip().casefold()
+
+
 IN_FLIGHT_RULE = "no-change-in-flight"
 APPLICABLE = ("planned", "blocked", "approved", "dry-run")
 ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
@@ -80,10 +93,6 @@ def plan_dict(plan: ActionPlan) -> dict[str, Any]:
     }
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _view(plan: ActionPlan) -> PlanView:
     return PlanView(
         plan_id=plan.plan_id,
@@ -99,9 +108,12 @@ def _view(plan: ActionPlan) -> PlanView:
 class ActionService:
     """Runs the lifecycle for the registered actions under one :class:`ActionPolicy`."""
 
-    def __init__(self, actions: list[GuardedAction], policy: ActionPolicy) -> None:
+    def __init__(
+        self, actions: list[GuardedAction], policy: ActionPolicy, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.actions = {a.slug: a for a in actions}
         self.policy = policy
+        self.clock = clock  # every expiry, deadline and audit time is read from this
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -124,6 +136,7 @@ class ActionService:
             environment=environment,
             outcome=outcome,
             detail=detail,
+            at=self.clock(),
         )
 
     def _refuse(
@@ -170,7 +183,8 @@ class ActionService:
         rows = session.scalars(
             select(ActionApproval).where(ActionApproval.plan_id == plan.plan_id)
         ).all()
-        return [r.approver for r in rows if r.expires_at > at and r.approver != plan.requested_by]
+        requester = user_key(plan.requested_by)
+        return [r.approver for r in rows if r.expires_at > at and user_key(r.approver) != requester]
 
     # -- plan -----------------------------------------------------------------------------
 
@@ -220,7 +234,7 @@ class ActionService:
             proposal = action.propose(session, params, environment)
         except InvalidParams as exc:
             return self._refuse(session, actor, slug, target_hint, environment, str(exc))
-        now = _now()
+        now = self.clock()
         rules = list(proposal.rules)
         lock = self.lock_holder(session, proposal.target, at=now)
         rules.append(
@@ -296,7 +310,7 @@ class ActionService:
                 f"{actor.name} may not approve (needs role captain or admin)",
                 plan=plan,
             )
-        if actor.name == plan.requested_by:
+        if user_key(actor.name) == user_key(plan.requested_by):
             return refuse(
                 session,
                 actor,
@@ -316,7 +330,7 @@ class ActionService:
                 f"plan {plan_id} is {plan.status}; nothing to approve",
                 plan=plan,
             )
-        now = _now()
+        now = self.clock()
         expires = now + timedelta(seconds=self.policy.approval_ttl_s)
         try:
             with session.begin_nested():
@@ -384,7 +398,7 @@ class ActionService:
             return refuse("a reason is required")
         if plan.status not in APPLICABLE:
             return refuse(f"plan {plan_id} is {plan.status}; plan again to change it")
-        now = _now()
+        now = self.clock()
         failed = [RuleResult(**r) for r in plan.rules if not r["passed"]]
         if live and self.is_production(plan.environment):
             approvers = self.valid_approvals(session, plan, at=now)
@@ -489,12 +503,13 @@ class ActionService:
         return Response(outcome.ok, outcome.message, plan)
 
     def _approval_gap(self, session: Session, plan: ActionPlan) -> str:
-        others = session.scalars(
-            select(ActionApproval).where(
-                ActionApproval.plan_id == plan.plan_id,
-                ActionApproval.approver != plan.requested_by,
-            )
-        ).all()
+        others = [
+            a
+            for a in session.scalars(
+                select(ActionApproval).where(ActionApproval.plan_id == plan.plan_id)
+            ).all()
+            if user_key(a.approver) != user_key(plan.requested_by)
+        ]
         expired = ", ".join(
             f"{a.approver}'s approval expired {a.expires_at:%Y-%m-%d %H:%M} UTC" for a in others
         )
@@ -539,10 +554,20 @@ class ActionService:
         plan = self.get(session, plan_id)
         if plan is None:
             return Response(False, f"no plan {plan_id!r}")
+        if not actor.may_plan:  # verify needs the role of apply
+            return self._refuse(
+                session,
+                actor,
+                plan.action,
+                plan.target,
+                plan.environment,
+                f"{actor.name} may not verify changes (needs role sre, captain or admin)",
+                plan=plan,
+            )
         if plan.status != "applied":
             return Response(plan.status == "verified", f"plan {plan_id} is {plan.status}", plan)
         verdict = self.actions[plan.action].verify(session, _view(plan))
-        now = _now()
+        now = self.clock()
         if verdict is None and plan.verify_deadline and now < plan.verify_deadline:
             return Response(False, "waiting for the change to be observed", plan)
         plan.status = "verified" if verdict else "unverified"

@@ -19,14 +19,20 @@ pytest-rerunfailures write them) is stored with outcome `flaky`.
 A test that failed and then passed on retry for the same SHA (another attempt of the run, or an
 in-job rerun) is flaky: it enters the quarantine list (`ci_quarantined_tests`) with its owner and
 an expiry `quarantine_days` after its last flake.
+
+The receivers' one calls live here too: :func:`receive_job_reports` (`POST /ingest/ci`) and
+:func:`receive_github_delivery` (`POST /ingest/github`) take the body bytes and return the counts;
+what the store cannot hold (:func:`collectors.base.storage_problem`) is dead-lettered per item
+while the rest is stored, and a schema-invalid batch is refused whole (``refused``: a 400).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 from xml.etree.ElementTree import Element
 
 from defusedxml import ElementTree
@@ -34,13 +40,27 @@ from defusedxml.common import DefusedXmlException
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from collectors.base import InvalidItem, parse_time, require
-from store.ingest import IngestResult, record_rejects, upsert
+from collectors import github
+from collectors.base import (
+    InvalidItem,
+    PayloadTooLarge,
+    json_batch,
+    loads_bounded,
+    parse_time,
+    refuse_body,
+    require,
+    storage_problem,
+)
+from store.ingest import IngestResult, record_rejects, record_sync_run, upsert
 from store.models import CiJobMetric, CiTestResult
-from store.models.ci import QuarantinedTest
+from store.models.ci import GitHubDelivery, QuarantinedTest
 from store.queries.ci import per_repo
 
 SOURCE = "ci"
+WEBHOOK_SOURCE = "github-webhook"
+MAX_REPORTS = 1000
+XML_TYPES = ("application/xml", "text/xml", "application/junit+xml")
+_INT_PARAMS = ("run_id", "run_attempt")
 OUTCOMES = frozenset({"passed", "failed", "skipped", "error", "flaky"})
 FAILED = ("failed", "error")
 DEFAULT_QUARANTINE_DAYS = 14
@@ -259,6 +279,176 @@ def ingest_job_reports(
     result.add(upsert(session, CiJobMetric, metrics, conflict=key))
     result.add(upsert(session, CiTestResult, tests, conflict=(*key, "test_id")))
     quarantine_flaky(session, ((t["repo"], t["head_sha"]) for t in tests), days=quarantine_days)
+    return result
+
+
+def xml_report(params: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """A job report from query parameters plus a JUnit XML body."""
+    report: dict[str, Any] = {k: v for k, v in params.items() if k not in ("shard", "cache")}
+    for key in _INT_PARAMS:
+        if key in report:
+            try:
+                report[key] = int(report[key])
+            except ValueError as exc:
+                raise InvalidItem(f"{key}: expected an integer, got {report[key]!r}") from exc
+    if "duration_s" in report:
+        try:
+            report["duration_s"] = float(report["duration_s"])
+        except ValueError as exc:
+            raise InvalidItem(
+                f"duration_s: expected a number, got {report['duration_s']!r}"
+            ) from exc
+    if "shard" in params:
+        index, _, total = str(params["shard"]).partition("/")
+        if not (index.isdigit() and total.isdigit()):
+            raise InvalidItem(f"shard: expected INDEX/TOTAL, got {params['shard']!r}")
+        report["shard"] = {"index": int(index), "total": int(total)}
+    report["junit_xml"] = body.decode("utf-8", errors="replace")
+    return report
+
+
+def receive_job_reports(
+    session: Session,
+    body: bytes,
+    *,
+    content_type: str,
+    params: Mapping[str, str],
+    received_at: datetime,
+    quarantine_days: int = DEFAULT_QUARANTINE_DAYS,
+) -> IngestResult:
+    """`POST /ingest/ci`'s one call: JSON report(s), or JUnit XML with the fields as ``params``.
+
+    An unreadable body is dead-lettered whole and ``refused``; a report the store cannot hold
+    is dead-lettered and the others stored; one schema-invalid report refuses the batch (all
+    dead-lettered, nothing stored). Raises `PayloadTooLarge` over `MAX_REPORTS` reports.
+    """
+    media = content_type.split(";")[0].strip().lower()
+    try:
+        if media in XML_TYPES:
+            indexed: list[tuple[int, Any]] = [(0, xml_report(params, body))]
+            unparsed: list[tuple[int | None, str, Any]] = []
+        else:
+            indexed, unparsed = json_batch(body)
+    except ValueError as exc:  # InvalidItem (XML parameters) and unreadable JSON alike
+        reason = str(exc) if str(exc).startswith("body: ") else f"body: {exc}"
+        result = refuse_body(
+            session, source=SOURCE, reason=reason, body=body, received_at=received_at
+        )
+        record_sync_run(session, source=SOURCE, started_at=received_at, result=result)
+        return result
+    if len(indexed) + len(unparsed) > MAX_REPORTS:
+        raise PayloadTooLarge(f"body: more than {MAX_REPORTS} job reports in one request")
+    if not indexed and not unparsed:
+        reason = "body: expected a job report object or a non-empty list of them"
+        result = refuse_body(
+            session, source=SOURCE, reason=reason, body=body, received_at=received_at
+        )
+    else:
+        poison = list(unparsed)
+        reports = []
+        for index, report in indexed:
+            problem = storage_problem(report, where="report")
+            if problem is None:
+                reports.append(report)
+            else:
+                poison.append((index, problem, report))
+        result = ingest_job_reports(
+            session,
+            reports,
+            received_at=received_at,
+            all_or_nothing=True,
+            quarantine_days=quarantine_days,
+        )
+        if result.rejected:
+            result.refused = "invalid job report: nothing stored"
+        if poison:
+            result.rejected += record_rejects(
+                session, source=SOURCE, rejects=poison, received_at=received_at
+            )
+            result.reasons = [f"[{i}] {r}" for i, r, _ in poison] + result.reasons
+    record_sync_run(session, source=SOURCE, started_at=received_at, result=result)
+    return result
+
+
+def _webhook_payload(body: bytes, content_type: str) -> Any:
+    """The JSON payload of a delivery (GitHub sends JSON, or a form field `payload`)."""
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        fields = parse_qs(body.decode("utf-8", errors="replace"))
+        if "payload" not in fields:
+            raise ValueError("form body has no `payload` field")
+        return loads_bounded(fields["payload"][0])
+    return loads_bounded(body)
+
+
+def receive_github_delivery(
+    session: Session,
+    body: bytes,
+    *,
+    content_type: str,
+    event: str,
+    delivery_id: str,
+    received_at: datetime,
+) -> IngestResult:
+    """`POST /ingest/github`'s one call (after the signature check): one delivery, stored once.
+
+    A redelivery counts as a duplicate. A payload the store cannot hold is dead-lettered and
+    the delivery recorded as rejected (a redelivery adds nothing). A schema-invalid payload
+    keeps only its dead letter — the caller's transaction is rolled back to drop the half
+    of the event — and is ``refused`` (GitHub shows the 400 on the hook's delivery page).
+    """
+    try:
+        payload = _webhook_payload(body, content_type)
+    except ValueError as exc:  # JSON, depth and UTF-8 errors alike
+        reason = f"body is not a JSON webhook payload: {exc}"
+        return refuse_body(
+            session, source=github.SOURCE, reason=reason, body=body, received_at=received_at
+        )
+    if not isinstance(payload, dict):
+        return refuse_body(
+            session,
+            source=github.SOURCE,
+            reason="body: expected a JSON object",
+            body=body,
+            received_at=received_at,
+        )
+    problem = storage_problem(payload, where="payload")
+    if problem is not None:
+        claimed = upsert(
+            session,
+            GitHubDelivery,
+            [
+                {
+                    "delivery_id": delivery_id[:100],
+                    "event": event[:50],
+                    "outcome": "rejected",
+                    "received_at": received_at,
+                }
+            ],
+            conflict=("delivery_id",),
+        )
+        if not claimed.inserted:
+            return IngestResult(duplicates=1)
+        result = IngestResult(reasons=[f"{event}: {problem}"])
+        result.rejected = record_rejects(
+            session,
+            source=github.SOURCE,
+            rejects=[(None, f"{event}: {problem}", payload)],
+            received_at=received_at,
+        )
+    else:
+        result, duplicate = github.ingest_delivery(
+            session, delivery_id=delivery_id, event=event, payload=payload, received_at=received_at
+        )
+        if duplicate:
+            return result
+        if result.rejected:
+            # Keep only the dead letter: no delivery row, no half of the event.
+            session.rollback()
+            reason = "; ".join(result.reasons)
+            result = refuse_body(
+                session, source=github.SOURCE, reason=reason, body=payload, received_at=received_at
+            )
+    record_sync_run(session, source=WEBHOOK_SOURCE, started_at=received_at, result=result)
     return result
 
 

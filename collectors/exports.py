@@ -28,8 +28,16 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy.orm import Session
 
-from collectors.base import InvalidItem, parse_time, require
-from store.ingest import IngestResult, record_rejects, upsert
+from collectors.base import (
+    InvalidItem,
+    JsonTooDeep,
+    loads_bounded,
+    parse_time,
+    refuse_body,
+    require,
+    storage_problem,
+)
+from store.ingest import IngestResult, record_rejects, record_sync_run, upsert
 from store.models import ExportEvent
 
 SOURCE = "exports"
@@ -190,20 +198,96 @@ def transform_access_log_line(
     }
 
 
-def parse_export_lines(text: str) -> tuple[list[dict[str, Any]], list[LineError]]:
-    """Parse JSON-lines export events into rows; every bad line is named with its field."""
+def _parse_line(raw: str) -> Any:
+    """One line as bounded JSON; `InvalidItem` for what is not JSON, `JsonTooDeep` for depth."""
+    try:
+        return loads_bounded(raw)
+    except JsonTooDeep:
+        raise
+    except json.JSONDecodeError as exc:
+        raise InvalidItem(f"not JSON ({exc.msg})") from exc
+    except ValueError as exc:
+        raise InvalidItem(f"not JSON ({exc})") from exc
+
+
+def classify_export_lines(
+    text: str,
+) -> tuple[list[dict[str, Any]], list[LineError], list[LineError]]:
+    """Rows, invalid lines (schema, not JSON, too deep to parse) and poison lines.
+
+    Poison: a parsed line the store cannot hold (NUL, lone surrogate, NaN, oversize); it is
+    dead-lettered while the others are stored. An invalid line refuses the batch.
+    """
     rows: list[dict[str, Any]] = []
     errors: list[LineError] = []
+    poison: list[LineError] = []
     for index, raw in enumerate(text.splitlines()):
         if not raw.strip():
             continue
         try:
-            rows.append(transform_export_event(json.loads(raw)))
-        except json.JSONDecodeError as exc:
-            errors.append(LineError(index + 1, f"not JSON ({exc.msg})"))
+            item = _parse_line(raw)
+        except (InvalidItem, JsonTooDeep) as exc:  # a line too deep to parse is not a document
+            errors.append(LineError(index + 1, str(exc)))
+            continue
+        problem = storage_problem(item, where="line")
+        if problem is not None:
+            poison.append(LineError(index + 1, problem))
+            continue
+        try:
+            rows.append(transform_export_event(item))
         except InvalidItem as exc:
             errors.append(LineError(index + 1, str(exc)))
-    return rows, errors
+    return rows, errors, poison
+
+
+def parse_export_lines(text: str) -> tuple[list[dict[str, Any]], list[LineError]]:
+    """Parse JSON-lines export events into rows; every bad line is named with its field."""
+    rows, errors, poison = classify_export_lines(text)
+    return rows, sorted([*errors, *poison], key=lambda e: e.line)
+
+
+def receive_export_lines(session: Session, body: bytes, *, received_at: datetime) -> IngestResult:
+    """`POST /ingest/exports`'s one call: JSON lines in, counts out.
+
+    Lines the store cannot hold are dead-lettered and the rest stored; one invalid line
+    refuses the batch (``refused``: a 400 naming every bad line; they are dead-lettered,
+    nothing is stored) so the sender fixes and resends it whole.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        reason = "body: not UTF-8 text"
+        result = refuse_body(
+            session, source=SOURCE, reason=reason, body=body, received_at=received_at
+        )
+        record_sync_run(session, source=SOURCE, started_at=received_at, result=result)
+        return result
+    lines = text.splitlines()
+    rows, errors, poison = classify_export_lines(text)
+    bad = sorted([*errors, *poison], key=lambda e: e.line)
+    if not errors and not rows and not poison:
+        result = refuse_body(
+            session,
+            source=SOURCE,
+            reason="body: expected JSON lines of export events",
+            body=body,
+            received_at=received_at,
+        )
+    else:
+        dead = poison if not errors else bad
+        result = IngestResult() if errors else load_export_events(session, rows)
+        if errors:
+            result.refused = f"{len(errors)} invalid line(s): nothing stored"
+        if dead:
+            result.rejected = record_rejects(
+                session,
+                source=SOURCE,
+                rejects=[(e.line - 1, str(e), lines[e.line - 1]) for e in dead],
+                received_at=received_at,
+            )
+            result.reasons = [str(e) for e in dead]
+    record_sync_run(session, source=SOURCE, started_at=received_at, result=result)
+    return result
 
 
 def load_export_events(session: Session, rows: list[dict[str, Any]]) -> IngestResult:
@@ -247,15 +331,15 @@ def ingest_access_log(
         if not raw.strip():
             continue
         try:
-            item = json.loads(raw)
+            item = _parse_line(raw)
+            problem = storage_problem(item, where="line")
+            if problem is not None:
+                raise InvalidItem(problem)
             if isinstance(item, dict) and "route" in item:
                 row: dict[str, Any] | None = transform_export_event(item)
             else:
                 row = transform_access_log_line(item, route_pattern=route_pattern)
-        except json.JSONDecodeError as exc:
-            rejects.append((index, f"line {index + 1}: not JSON ({exc.msg})", raw))
-            continue
-        except InvalidItem as exc:
+        except (InvalidItem, JsonTooDeep) as exc:
             rejects.append((index, f"line {index + 1}: {exc}", raw))
             continue
         if row is None:

@@ -229,12 +229,16 @@ def load_lag_samples(session: Session, rows: list[dict[str, Any]]) -> IngestResu
 # --------------------------------------------------------------------------------------------
 
 
-def current_run(session: Session, environment: str) -> FailoverRun | None:
-    """The newest run of ``environment`` that has not ended (and started within the window)."""
+def current_run(
+    session: Session, environment: str, *, now: datetime | None = None
+) -> FailoverRun | None:
+    """The newest run of ``environment`` that has not ended and started within the window
+    before ``now`` (default: the wall clock)."""
+    at = now or utcnow()
     return session.scalars(
         select(FailoverRun)
         .where(FailoverRun.environment == environment, FailoverRun.ended_at.is_(None))
-        .where(FailoverRun.started_at >= utcnow() - RUN_JOIN_WINDOW)
+        .where(FailoverRun.started_at >= at - RUN_JOIN_WINDOW)
         .order_by(FailoverRun.started_at.desc())
         .limit(1)
     ).first()
@@ -367,7 +371,7 @@ def sync_rds(
             )
         with session_scope(factory) as session:
             result.merge(ingest_rds_events(session, events, environment=environment))
-            run = current_run(session, environment)
+            run = current_run(session, environment, now=end)
             if run is not None:
                 detect_traffic_shift(session, run, records=records)
     except Exception as exc:
@@ -525,7 +529,7 @@ def probe_tick(
         )
         result.merge(load_lag_samples(session, samples))
         report.lag_samples = len(samples)
-        run = current_run(session, environment)
+        run = current_run(session, environment, now=report.observed_at)
         promoted_now = report.standby_role == "primary"
         transition = promoted_now and previous.get("standby") == "recovery"
         if run is None and transition:

@@ -1,4 +1,8 @@
-"""Incidents as a source (pager/incident tool webhooks or the UI): key, window, severity."""
+"""Incidents as a source (pager/incident tool webhooks or the UI): key, window, severity.
+
+:func:`receive_incidents` is `POST /ingest/incidents`'s one call: an incident the store cannot
+hold is dead-lettered and the rest stored; one invalid incident refuses the batch (``refused``).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,21 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from collectors.base import InvalidItem, parse_optional_time, parse_time, require
-from store.ingest import IngestResult, record_rejects, upsert
+from collectors.base import (
+    InvalidItem,
+    json_batch,
+    parse_optional_time,
+    parse_time,
+    refuse_body,
+    require,
+    storage_problem,
+)
+from store.ingest import IngestResult, record_rejects, record_sync_run, upsert
 from store.models import Incident
 
 SOURCE = "incidents"
 SEVERITIES = frozenset({"sev1", "sev2", "sev3", "sev4"})
+MAX_INCIDENTS = 1000
 
 
 def transform_incident(item: Any) -> dict[str, Any]:
@@ -59,4 +72,52 @@ def ingest_incidents(session: Session, items: list[Any], *, received_at: datetim
             session, source=SOURCE, rejects=rejects, received_at=received_at
         )
         result.reasons = [r for _, r, _ in rejects]
+    return result
+
+
+def receive_incidents(session: Session, body: bytes, *, received_at: datetime) -> IngestResult:
+    """Store one incident object or a list of them (a later report updates resolution)."""
+    try:
+        indexed, poison = json_batch(body)
+    except ValueError as exc:
+        result = refuse_body(
+            session, source=SOURCE, reason=str(exc), body=body, received_at=received_at
+        )
+        record_sync_run(session, source=SOURCE, started_at=received_at, result=result)
+        return result
+    if not 1 <= len(indexed) + len(poison) <= MAX_INCIDENTS:
+        result = refuse_body(
+            session,
+            source=SOURCE,
+            reason=f"body: expected 1 to {MAX_INCIDENTS} incident objects",
+            body=body,
+            received_at=received_at,
+        )
+        record_sync_run(session, source=SOURCE, started_at=received_at, result=result)
+        return result
+    items: list[Any] = []
+    invalid: list[tuple[int | None, str, Any]] = []
+    for index, item in indexed:
+        problem = storage_problem(item, where="incident")
+        if problem is not None:
+            poison.append((index, problem, item))
+            continue
+        try:
+            transform_incident(item)
+        except InvalidItem as exc:
+            invalid.append((index, str(exc), item))
+            continue
+        items.append(item)
+    dead = poison if not invalid else sorted([*invalid, *poison], key=lambda r: r[0] or 0)
+    result = (
+        IngestResult() if invalid else ingest_incidents(session, items, received_at=received_at)
+    )
+    if invalid:
+        result.refused = "invalid incident(s): nothing stored"
+    if dead:
+        result.rejected = record_rejects(
+            session, source=SOURCE, rejects=dead, received_at=received_at
+        )
+        result.reasons = [f"item {(i or 0) + 1}: {r}" for i, r, _ in dead]
+    record_sync_run(session, source=SOURCE, started_at=received_at, result=result)
     return result

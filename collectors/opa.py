@@ -4,6 +4,12 @@ OPA retries every non-2xx upload forever and a refused chunk blocks the ones beh
 loaders never fail a batch for a bad event: valid events are stored, invalid ones are
 dead-lettered with their index and reason, and duplicates (OPA re-sends failed chunks) are
 absorbed by the `decision_id` key.
+
+An event the store cannot hold — nested deeper than `MAX_JSON_DEPTH`, a NUL character or a lone
+surrogate anywhere in it (PostgreSQL text/JSONB refuses both), NaN, more than
+`DecisionOptions.max_event_chars` of JSON — is one more invalid event: dead-lettered with its
+reason while the rest of the chunk is stored. :func:`receive_decision_log` is the receiver's one
+call: body bytes in, stored/duplicate/dead-lettered counts out.
 """
 
 from __future__ import annotations
@@ -17,8 +23,20 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from collectors.base import InvalidItem, parse_optional_time, parse_time, require
-from store.ingest import IngestResult, UpsertResult, record_rejects, upsert
+from collectors.base import (
+    MAX_ITEM_CHARS,
+    MAX_JSON_DEPTH,
+    InvalidItem,
+    PayloadTooLarge,
+    loads_bounded,
+    loads_items,
+    parse_optional_time,
+    parse_time,
+    refuse_body,
+    require,
+    storage_problem,
+)
+from store.ingest import IngestResult, UpsertResult, record_rejects, record_sync_run, upsert
 from store.models import OpaDecision, OpaStatusReport
 
 SOURCE_LOGS = "opa.logs"
@@ -26,10 +44,6 @@ SOURCE_STATUS = "opa.status"
 DRY_RUN_MODES = frozenset({"dry-run", "dryrun", "audit", "warn"})
 _GZIP_MAGIC = b"\x1f\x8b"
 _INFLATE_STEP = 256 * 1024
-
-
-class PayloadTooLarge(ValueError):
-    """The body (compressed or inflated) is over the configured limit; the receiver answers 413."""
 
 
 class BadPayload(ValueError):
@@ -68,8 +82,8 @@ def inflate(body: bytes, *, limit: int) -> bytes:
     return bytes(out)
 
 
-def decode_chunk(body: bytes, *, content_encoding: str | None, limit: int) -> Any:
-    """Decode one upload: gzip (by header or magic bytes) or plain JSON, inflated ≤ ``limit``.
+def decoded_bytes(body: bytes, *, content_encoding: str | None, limit: int) -> bytes:
+    """The upload's JSON bytes: gunzipped (by header or magic bytes) or as sent, ≤ ``limit``.
 
     OPA always gzips decision logs and never gzips status reports; both are accepted either way
     so a person can replay a body with curl.
@@ -78,15 +92,36 @@ def decode_chunk(body: bytes, *, content_encoding: str | None, limit: int) -> An
     if encoding not in ("", "identity", "gzip", "x-gzip"):
         raise BadPayload(f"Content-Encoding {encoding!r} is not supported (use gzip)")
     if encoding in ("gzip", "x-gzip") or body[:2] == _GZIP_MAGIC:
-        body = inflate(body, limit=limit)
-    elif len(body) > limit:
+        return inflate(body, limit=limit)
+    if len(body) > limit:
         raise PayloadTooLarge(f"body is over the {limit} byte limit")
+    return body
+
+
+def decode_chunk(body: bytes, *, content_encoding: str | None, limit: int) -> Any:
+    """Decode one upload to a JSON value (bounded depth: never a `RecursionError`)."""
+    data = decoded_bytes(body, content_encoding=content_encoding, limit=limit)
     try:
-        return json.loads(body)
+        return loads_bounded(data, max_depth=MAX_JSON_DEPTH + 1)
     except UnicodeDecodeError as exc:
         raise BadPayload(f"body is not UTF-8 JSON ({exc.reason})") from exc
     except ValueError as exc:
         raise BadPayload(f"body is not JSON ({exc})") from exc
+
+
+def decode_events(
+    body: bytes, *, content_encoding: str | None, limit: int, max_depth: int = MAX_JSON_DEPTH
+) -> tuple[list[tuple[int, Any]], list[tuple[int | None, str, Any]]]:
+    """Decode a decision-log chunk event by event: ``(index, event)`` pairs and rejects.
+
+    An event nested too deep, not UTF-8 or not JSON is its own reject; `BadPayload` only when
+    the body is not a JSON array at all, `PayloadTooLarge` when it inflates past ``limit``.
+    """
+    data = decoded_bytes(body, content_encoding=content_encoding, limit=limit)
+    try:
+        return loads_items(data, max_depth=max_depth, object_items=True)
+    except ValueError as exc:
+        raise BadPayload(f"body: {exc} (expected a JSON array of decision events)") from exc
 
 
 @dataclass(frozen=True)
@@ -96,6 +131,8 @@ class DecisionOptions:
     result_field: str = "allow"
     environment_label: str = "environment"
     mode_label: str = "mode"
+    max_depth: int = MAX_JSON_DEPTH
+    max_event_chars: int = MAX_ITEM_CHARS
 
 
 def _bounded(value: str, field: str, limit: int) -> str:
@@ -187,9 +224,8 @@ def ingest_decisions(
     options: DecisionOptions | None = None,
 ) -> IngestResult:
     """Store a decoded decision-log chunk (a JSON array); invalid events are dead-lettered."""
-    options = options or DecisionOptions()
-    result = IngestResult()
     if not isinstance(events, list):
+        result = IngestResult()
         result.rejected = record_rejects(
             session,
             source=SOURCE_LOGS,
@@ -198,19 +234,113 @@ def ingest_decisions(
         )
         result.reasons = ["body: expected a JSON array of decision events"]
         return result
+    return _ingest_events(
+        session, list(enumerate(events)), [], received_at=received_at, options=options
+    )
+
+
+def _ingest_events(
+    session: Session,
+    events: list[tuple[int, Any]],
+    rejects: list[tuple[int | None, str, Any]],
+    *,
+    received_at: datetime,
+    options: DecisionOptions | None,
+) -> IngestResult:
+    options = options or DecisionOptions()
+    result = IngestResult()
     rows: list[dict[str, Any]] = []
-    rejects: list[tuple[int | None, str, Any]] = []
-    for index, event in enumerate(events):
+    rejects = list(rejects)
+    for index, event in events:
+        problem = storage_problem(
+            event, max_depth=options.max_depth, max_chars=options.max_event_chars, where="event"
+        )
+        if problem is not None:
+            rejects.append((index, problem, event))
+            continue
         try:
             rows.append(transform_decision(event, received_at=received_at, options=options))
         except InvalidItem as exc:
             rejects.append((index, str(exc), event))
     result.add(load_decisions(session, rows))
     if rejects:
+        rejects.sort(key=lambda r: -1 if r[0] is None else r[0])
         result.rejected = record_rejects(
             session, source=SOURCE_LOGS, rejects=rejects, received_at=received_at
         )
         result.reasons = [f"[{i}] {r}" for i, r, _ in rejects]
+    return result
+
+
+def receive_decision_log(
+    session: Session,
+    body: bytes,
+    *,
+    content_encoding: str | None,
+    received_at: datetime,
+    limit: int,
+    options: DecisionOptions | None = None,
+) -> IngestResult:
+    """The decision-log receiver's one call: store a chunk as OPA sent it (gzip or not).
+
+    Valid events are stored, every other event dead-lettered with its index and reason, and the
+    run is recorded for Ingest health. A body that is not a JSON array at all is dead-lettered
+    whole and the result says so in ``refused`` (the receiver answers 400). Raises
+    `PayloadTooLarge` (413, nothing stored) and lets storage errors through (the receiver
+    answers 503 and OPA's retry lands).
+    """
+    options = options or DecisionOptions()
+    try:
+        events, rejects = decode_events(
+            body, content_encoding=content_encoding, limit=limit, max_depth=options.max_depth
+        )
+    except BadPayload as exc:
+        result = refuse_body(
+            session, source=SOURCE_LOGS, reason=str(exc), body=body, received_at=received_at
+        )
+    else:
+        result = _ingest_events(session, events, rejects, received_at=received_at, options=options)
+    record_sync_run(session, source=SOURCE_LOGS, started_at=received_at, result=result)
+    return result
+
+
+def receive_status(
+    session: Session,
+    body: bytes,
+    *,
+    content_encoding: str | None,
+    received_at: datetime,
+    limit: int,
+    environment_label: str = "environment",
+    max_chars: int | None = None,
+) -> IngestResult:
+    """The status receiver's one call: decode one status report (bounded) and store it.
+
+    A report the store cannot hold (NUL, lone surrogate, too deep) is dead-lettered, not
+    refused: OPA re-sends status on its own schedule, and a 2xx keeps it from retrying a
+    report that can never be stored. An unreadable body is dead-lettered and ``refused``.
+    """
+    try:
+        report = decode_chunk(body, content_encoding=content_encoding, limit=limit)
+    except BadPayload as exc:
+        result = refuse_body(
+            session, source=SOURCE_STATUS, reason=str(exc), body=body, received_at=received_at
+        )
+    else:
+        problem = storage_problem(report, max_chars=max_chars, where="status")
+        if problem is not None:
+            result = IngestResult(reasons=[problem])
+            result.rejected = record_rejects(
+                session,
+                source=SOURCE_STATUS,
+                rejects=[(None, problem, report)],
+                received_at=received_at,
+            )
+        else:
+            result = ingest_status(
+                session, report, received_at=received_at, environment_label=environment_label
+            )
+    record_sync_run(session, source=SOURCE_STATUS, started_at=received_at, result=result)
     return result
 
 
@@ -305,17 +435,84 @@ def load_decisions(session: Session, rows: list[dict[str, Any]]) -> UpsertResult
     return result
 
 
+# Drop/buffer counters OPA 1.9 puts in `metrics.prometheus` of a status report (plain integers;
+# see reference/captures/opa-wire/status/size-buffer-with-drop-counters.raw.json).
+DROP_COUNTERS = (
+    # size buffer (the default): chunks dropped when the buffer's byte limit was exceeded
+    "counter_decision_logs_dropped_buffer_size_limit_bytes_exceeded",
+    # both buffers: size buffer chunks / event buffer events dropped on a full buffer
+    "counter_decision_logs_dropped_buffer_size_limit_exceeded",
+)
+BUFFER_COUNTERS = ("counter_enc_soft_limit_scale_up", "counter_enc_uncompressed_limit_scale_up")
+_MAX_MESSAGE = 2000
+
+
+def _clean(value: Any, limit: int = _MAX_MESSAGE) -> str:
+    text = str(value).replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")[:limit]
+
+
+def instance_identity(labels: dict[str, Any], instance_label: str = "instance") -> str:
+    """Who an OPA is: its ``instance_label`` label, else `labels.id` (a new UUID per process)."""
+    value = labels.get(instance_label) if instance_label else None
+    if isinstance(value, str) and value.strip():
+        return _bounded(value.strip(), f"labels.{instance_label}", 200)
+    identity = require(labels, "id", str, where="labels")
+    return _bounded(identity, "labels.id", 200)
+
+
+def decision_log_state(report: dict[str, Any]) -> dict[str, Any] | None:
+    """What a status report says about decision-log delivery (None when it says nothing).
+
+    Keys: `state` (plugins.decision_logs.state), `code`/`message`/`http_code` (the
+    `decision_logs` object, set while uploads fail), and the DROP_COUNTERS/BUFFER_COUNTERS
+    found in `metrics.prometheus` under their OPA names.
+    """
+    out: dict[str, Any] = {}
+    plugins = report.get("plugins")
+    if isinstance(plugins, dict) and isinstance(plugins.get("decision_logs"), dict):
+        state = plugins["decision_logs"].get("state")
+        if isinstance(state, str):
+            out["state"] = _clean(state, 50)
+    info = report.get("decision_logs")
+    if isinstance(info, dict):
+        for key in ("code", "message"):
+            if info.get(key) is not None:
+                out[key] = _clean(info[key])
+        if isinstance(info.get("http_code"), int) and not isinstance(info["http_code"], bool):
+            out["http_code"] = info["http_code"]
+    metrics = report.get("metrics")
+    prometheus = metrics.get("prometheus") if isinstance(metrics, dict) else None
+    if isinstance(prometheus, dict):
+        for name in DROP_COUNTERS + BUFFER_COUNTERS:
+            value = prometheus.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[name] = int(value)
+    return out or None
+
+
 def transform_status(
-    report: Any, *, received_at: datetime, environment_label: str = "environment"
+    report: Any,
+    *,
+    received_at: datetime,
+    environment_label: str = "environment",
+    instance_label: str = "instance",
 ) -> list[dict[str, Any]]:
-    """Map one status-plugin report to one `opa_status_reports` row per bundle."""
+    """Map one status-plugin report to one `opa_status_reports` row per bundle.
+
+    `instance_id` is the identity label (``instance_label``, falling back to `labels.id`), so
+    a restarted OPA (new `labels.id`) stays one instance; `process_id` keeps `labels.id`.
+    A report without bundles (OPA's first of a process) stores nothing.
+    """
     if not isinstance(report, dict):
         raise InvalidItem("status: expected a JSON object")
     labels = require(report, "labels", dict)
-    instance = require(labels, "id", str, where="labels")
+    instance = instance_identity(labels, instance_label)
+    process = labels.get("id")
     bundles = report.get("bundles") or {}
     if not isinstance(bundles, dict):
         raise InvalidItem("bundles: expected an object keyed by bundle name")
+    delivery = decision_log_state(report)
     rows = []
     for name, info in bundles.items():
         if not isinstance(info, dict):
@@ -326,7 +523,10 @@ def transform_status(
         code = info.get("code") or None
         rows.append(
             {
-                "instance_id": _bounded(instance, "labels.id", 200),
+                "instance_id": instance,
+                "process_id": None
+                if not isinstance(process, str)
+                else _bounded(process, "labels.id", 200),
                 "environment": _optional_label(labels, environment_label, 50),
                 "bundle": _bounded(str(info.get("name") or name), f"bundles.{name}.name", 200),
                 "active_revision": None
@@ -337,7 +537,8 @@ def transform_status(
                     field=f"bundles.{name}.last_successful_activation",
                 ),
                 "code": None if code is None else _bounded(str(code), f"bundles.{name}.code", 100),
-                "message": None if message is None else str(message).replace("\x00", ""),
+                "message": None if message is None else _clean(message),
+                "decision_logs": delivery,
                 "reported_at": received_at,
             }
         )
@@ -350,12 +551,16 @@ def ingest_status(
     *,
     received_at: datetime,
     environment_label: str = "environment",
+    instance_label: str = "instance",
 ) -> IngestResult:
     """Store one status report (history is kept: drift over time stays visible)."""
     result = IngestResult()
     try:
         rows = transform_status(
-            report, received_at=received_at, environment_label=environment_label
+            report,
+            received_at=received_at,
+            environment_label=environment_label,
+            instance_label=instance_label,
         )
     except InvalidItem as exc:
         result.rejected = record_rejects(

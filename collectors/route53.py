@@ -3,15 +3,15 @@
 Snapshot semantics: each poll records every weighted set it sees; a set seen before but absent
 now is recorded once as `gone`, so a deleted record never silently keeps its old weight.
 
-The boto3 Route53 client is built by the caller (with `endpoint_url` pointing at moto in tests
-and the demo) and passed in. Throttling (`Throttling`, `PriorRequestNotComplete`) is retried
-by botocore; what still fails is recorded as a failed run.
+Route 53 is read through `providers.route53.Route53` (the same client FlipDnsWeights uses),
+built by the composition root. Throttling (`Throttling`, `PriorRequestNotComplete`) is retried
+by botocore's standard mode only; what still fails is recorded as a failed run.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from collectors.base import InvalidItem, parse_time
+from providers.route53 import HostedZone, Route53, pick_zone
 from store.db import session_scope
 from store.ingest import IngestResult, record_sync_run, upsert, utcnow
 from store.models import DnsWeightObservation, HealthCheckObservation
@@ -157,75 +158,52 @@ def load_health_checks(session: Session, rows: list[dict[str, Any]]) -> IngestRe
 
 
 # --------------------------------------------------------------------------------------------
-# fetch and sync
+# sync
 # --------------------------------------------------------------------------------------------
-
-
-def fetch_hosted_zones(client: Any) -> list[dict[str, Any]]:
-    """`ListHostedZones` (paginated): every zone's Id and Name."""
-    zones: list[dict[str, Any]] = []
-    for page in client.get_paginator("list_hosted_zones").paginate():
-        zones.extend(page.get("HostedZones") or [])
-    return zones
-
-
-def zone_for(name: str, zones: Sequence[dict[str, Any]]) -> str | None:
-    """The Id of the most specific zone that contains ``name`` (bare id, no `/hostedzone/`)."""
-    wanted = _name(name)
-    best: tuple[int, str] | None = None
-    for zone in zones:
-        zone_name = _name(str(zone.get("Name", "")))
-        if wanted == zone_name or wanted.endswith("." + zone_name):
-            candidate = (len(zone_name), str(zone["Id"]).split("/")[-1])
-            best = max(best, candidate) if best else candidate
-    return best[1] if best else None
-
-
-def fetch_record_sets(client: Any, zone_id: str) -> dict[str, Any]:
-    """`ListResourceRecordSets` for a zone, all pages merged into one page-shaped answer."""
-    sets: list[dict[str, Any]] = []
-    for page in client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id):
-        sets.extend(page.get("ResourceRecordSets") or [])
-    return {"ResourceRecordSets": sets, "IsTruncated": False}
-
-
-def fetch_health_check_status(client: Any, health_check_id: str) -> dict[str, Any]:
-    """`GetHealthCheckStatus`: the latest observation of each Route53 health checker.
-
-    AWS intends this call for diagnosis, not high-rate polling: call it once per poll.
-    """
-    return dict(client.get_health_check_status(HealthCheckId=health_check_id))
 
 
 def sync(
     factory: sessionmaker[Session],
-    client: Any,
+    r53: Route53,
     *,
     records: Sequence[str],
+    zone_ids: Mapping[str, str] | None = None,
     observed_at: datetime | None = None,
 ) -> IngestResult:
     """Snapshot the weighted sets of ``records`` and their health checks; record the run.
 
-    One transaction for the whole snapshot: a throttled or failed call leaves the previous
-    snapshot as the latest (no half snapshot marks live sets as gone). The failure is recorded
-    on Ingest health and re-raised.
+    Each name's zone is ``zone_ids[name]`` when given, else found by the provider's one rule
+    (`providers.route53.pick_zone`: most specific zone; several zones of that name are refused,
+    never guessed). One transaction for the whole snapshot: a throttled or failed call leaves
+    the previous snapshot as the latest (no half snapshot marks live sets as gone). The
+    failure is recorded on Ingest health and re-raised.
     """
     started = utcnow()
     at = observed_at or started
     result = IngestResult()
+    given = {_name(k): v for k, v in (zone_ids or {}).items()}
     try:
-        zones = fetch_hosted_zones(client)
+        zones: list[HostedZone] | None = None
         by_zone: dict[str, list[str]] = {}
         for name in records:
-            zone_id = zone_for(name, zones)
+            zone_id = given.get(_name(name))
             if zone_id is None:
-                raise InvalidItem(f"{name}: no hosted zone contains this name")
-            by_zone.setdefault(zone_id, []).append(name)
-        pages = {zone_id: fetch_record_sets(client, zone_id) for zone_id in by_zone}
+                zones = r53.hosted_zones() if zones is None else zones
+                zone_id = pick_zone(name, zones)
+            names = by_zone.setdefault(zone_id, [])
+            if _name(name) not in map(_name, names):
+                names.append(name)
         snapshot = {
-            zone_id: transform_record_sets(
-                pages[zone_id], zone_id=zone_id, names=names, observed_at=at
-            )
+            zone_id: [
+                row
+                for name in names
+                for row in transform_record_sets(
+                    {"ResourceRecordSets": r53.record_sets(zone_id, name)},
+                    zone_id=zone_id,
+                    names=[name],
+                    observed_at=at,
+                )
+            ]
             for zone_id, names in by_zone.items()
         }
         check_ids = sorted(
@@ -240,7 +218,7 @@ def sync(
             row
             for hc in check_ids
             for row in transform_health_check_status(
-                fetch_health_check_status(client, hc), health_check_id=hc
+                r53.health_check_status(hc), health_check_id=hc
             )
         ]
         with session_scope(factory) as session:

@@ -1,6 +1,6 @@
-"""Every client the composition root builds: requests, boto3 (Route53, RDS), psycopg, GitHub,
-Kubernetes. Built from settings here and handed to the collectors, jobs and actions, which never
-construct a client of their own.
+"""Every client the composition root builds: requests, boto3 (Route53, RDS) and the Route 53
+provider over it, psycopg, GitHub, Kubernetes. Built from settings here and handed to the
+collectors, jobs and actions, which never construct a client of their own.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from collectors import failover
 from collectors.github_client import GitHubClient
 from console.settings import Settings
 from console.settings.github import GitHubSettings
+from console.settings.traffic import AwsSettings
+from providers.route53 import Route53
 
 
 def http_session() -> Any:
@@ -22,18 +24,35 @@ def http_session() -> Any:
     return session
 
 
+def botocore_config(aws: AwsSettings) -> Any:
+    """botocore's standard retry mode, the only retry layer for every AWS call we make.
+
+    Standard mode retries throttling (`Throttling`, `PriorRequestNotComplete`, …) and
+    transient errors with jittered exponential backoff under a retry quota. botocore's own
+    `max_attempts` key counts *retries* (2 means 3 requests); `total_max_attempts` counts the
+    first try too, which is what `QUARTERDECK_AWS__MAX_ATTEMPTS` means: one call is at most
+    that many HTTP requests.
+    """
+    from botocore.config import Config
+
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": aws.max_attempts},
+        connect_timeout=aws.connect_timeout_s,
+        read_timeout=aws.read_timeout_s,
+    )
+
+
 def aws_client(settings: Settings, service: str) -> Any:
-    """A boto3 client for ``service`` with standard-mode retries (throttling backs off).
+    """A boto3 client for ``service`` with `botocore_config`'s retries and timeouts.
 
     Against a local endpoint in demo mode (moto) fixed dummy credentials are used, since moto
     accepts any; everywhere else boto3's own credential chain applies.
     """
     import boto3
-    from botocore.config import Config
 
     kwargs: dict[str, Any] = {
         "region_name": settings.aws.region,
-        "config": Config(retries={"mode": "standard", "max_attempts": settings.aws.max_attempts}),
+        "config": botocore_config(settings.aws),
     }
     if settings.aws.endpoint_url:
         kwargs["endpoint_url"] = settings.aws.endpoint_url
@@ -58,6 +77,18 @@ def pg_connector(dsn: str, *, timeout_s: int) -> failover.Connect:
 def route53_client(settings: Settings) -> Any:
     """A boto3 Route 53 client for `QUARTERDECK_AWS__ENDPOINT_URL` (moto in tests and demo)."""
     return aws_client(settings, "route53")
+
+
+def route53(settings: Settings, client: Any | None = None) -> Route53:
+    """The Route 53 provider the collector and FlipDnsWeights share (over ``client`` if given).
+
+    The INSYNC waiter polls every `actions.insync_poll_s` for up to `actions.insync_timeout_s`.
+    """
+    return Route53(
+        client if client is not None else route53_client(settings),
+        insync_timeout_s=settings.actions.insync_timeout_s,
+        poll_s=settings.actions.insync_poll_s,
+    )
 
 
 def kubernetes_core_api(settings: Settings) -> Any:

@@ -235,10 +235,23 @@ def signed_download_url(
 
 
 def current_user(ctx: AppContext) -> str | None:
-    """The signed-in user of this request; `anonymous` only where anonymous reading is allowed."""
-    from flask import g, has_request_context
+    """The signed-in user of this request (canonical key), else None; never `anonymous`.
 
-    identity = g.get("identity") if has_request_context() else None
-    if identity is not None:
-        return str(identity.user)
-    return "anonymous" if ctx.settings.auth.allow_anonymous_read else None
+    Signed-out visitors may read where `allow_anonymous_read` is on, but never build packs or
+    receive download links: a token always names a person.
+    """
+    from console.auth.permissions import current_identity
+
+    identity = current_identity()
+    return identity.user if identity is not None else None
+
+
+def authorized_user(permission: str) -> tuple[str | None, str]:
+    """(user, "") when this request's identity holds ``permission``, else (None, why not)."""
+    from console.auth.permissions import authorize, current_identity
+
+    identity = current_identity()
+    refusal = authorize(identity, permission)
+    if refusal is not None or identity is None:
+        return None, refusal.message if refusal is not None else "sign in first"
+    return identity.user, ""

@@ -15,11 +15,13 @@ from typing import Any
 
 from actions.base import ActionPolicy
 from actions.bundle_pin import KubernetesPins, PinConfig, PinOpaBundle, PinProvider, RegistryPins
-from actions.dns_weights import DnsFlipConfig, FlipDnsWeights, Route53Weights
+from actions.dns_weights import DnsFlipConfig, FlipDnsWeights
 from actions.registry import ActionService
 from console.clients import kubernetes_core_api, route53_client
+from console.clients import route53 as route53_provider
 from console.context import AppContext
 from console.settings import Settings
+from providers.route53 import Route53
 from store.models import BundleRevision
 from store.slo import load_slos
 
@@ -38,7 +40,16 @@ def registry_dir(settings: Settings) -> Path:
 
 
 def load_bundle(settings: Settings, revision: BundleRevision) -> bytes | None:
-    """Read a registered revision's tarball from where the registry says it came from."""
+    """Read a registered revision's tarball: the registry's stored copy, else its source.
+
+    The demo's revisions are rebuilt from their files, deterministically (same bytes, same
+    sha256 in every process). Callers compare the bytes with the registered sha256.
+    """
+    from collectors.bundles import stored_path
+
+    stored = stored_path(registry_dir(settings), revision.bundle, revision.revision)
+    if stored is not None and stored.is_file():
+        return stored.read_bytes()
     source = revision.source
     if source.startswith("demo://") and settings.demo_mode:
         from demo.seed import bundle_tarball
@@ -61,19 +72,12 @@ def build_service(
     *,
     route53: Any | None = None,
     core_api: Any | None = None,
-    sleep: Any | None = None,
 ) -> ActionService:
     """Wire the actions for ``settings``; tests pass their own clients for local peers."""
     cfg = settings.actions
 
-    def provider() -> Route53Weights:
-        extra = {"sleep": sleep} if sleep is not None else {}
-        return Route53Weights(
-            route53 if route53 is not None else route53_client(settings),
-            insync_timeout_s=cfg.insync_timeout_s,
-            poll_s=cfg.insync_poll_s,
-            **extra,
-        )
+    def provider() -> Route53:
+        return route53_provider(settings, route53)
 
     pin_providers: list[PinProvider] = [RegistryPins()]
     if core_api is not None or cfg.kubernetes.host:
@@ -107,6 +111,7 @@ def build_service(
                     soak=timedelta(hours=cfg.soak_hours),
                     replay_last=cfg.replay_last,
                     max_flip_pct=cfg.max_flip_pct,
+                    max_not_evaluated_pct=cfg.max_not_evaluated_pct,
                 ),
             ),
         ],

@@ -341,19 +341,42 @@ def _job_reports(
 # --------------------------------------------------------------------------------------------
 
 
-def bundle_tarball(revision: str, *, sign: bool = True) -> bytes:
-    """A real OPA bundle (manifest, Rego, data) signed the way `opa sign` does."""
-    files = {
-        "/.manifest": json.dumps({"revision": revision, "roots": ["acme"]}).encode(),
-        "/acme/authz/policy.rego": (
-            b"package acme.authz\n\nimport rego.v1\n\ndefault allow := false\n\n"
-            b'allow if input.user.roles[_] == "sre"\n'
-            b'allow if {\n\tinput.method == "GET"\n\tinput.user.roles[_] == "viewer"\n}\n'
-        ),
-        "/acme/data.json": json.dumps({"acme": {"revision": revision}}).encode(),
+DEMO_SIGNING_KEY_ID = "demo"  # `keys.demo` and `bundles.authz.signing.keyid: demo` in OPA
+DEMO_POLICY = (
+    b"package acme.authz\n\nimport rego.v1\n\ndefault allow := false\n\n"
+    b'allow if input.user.roles[_] == "sre"\n'
+    b'allow if {\n\tinput.method == "GET"\n\tinput.user.roles[_] == "viewer"\n}\n'
+)
+
+
+def demo_bundle_files(revision: str) -> dict[str, bytes]:
+    """The demo bundle's files. The data is written by hand, as a person would: non-ASCII
+    strings, `<`/`&`, and number literals like `1.50` that OPA hashes as written."""
+    data = (
+        "{\n"
+        f'  "revision": {json.dumps(revision, ensure_ascii=False)},\n'
+        '  "owners": {"platform": "Zoë Übergröße <sre> & ops", "exports": "Łukasz 🚀"},\n'
+        '  "limits": {"export_gb": 1.50, "max_seats": 1000, "burst": 1e3},\n'
+        '  "regions": ["eu-west-1", "us-east-1"]\n'
+        "}\n"
+    )
+    return {
+        "/.manifest": json.dumps(
+            {"revision": revision, "roots": ["acme"]}, separators=(",", ":")
+        ).encode(),
+        "/acme/authz/policy.rego": DEMO_POLICY,
+        "/acme/data.json": data.encode(),
     }
+
+
+def bundle_tarball(revision: str, *, sign: bool = True) -> bytes:
+    """A real OPA bundle (manifest, Rego, data) signed the way `opa build` signs: same files →
+    same bytes (deterministic tarball), so its sha256 is the same in every process."""
+    files = demo_bundle_files(revision)
     signatures = (
-        bundle_source.sign_files(files, key=DEMO_SIGNING_KEY, algorithm="HS256", key_id="demo")
+        bundle_source.sign_files(
+            files, key=DEMO_SIGNING_KEY, algorithm="HS256", key_id=DEMO_SIGNING_KEY_ID
+        )
         if sign
         else None
     )
@@ -361,7 +384,12 @@ def bundle_tarball(revision: str, *, sign: bool = True) -> bytes:
 
 
 def demo_verification_keys() -> dict[str, bundle_source.VerificationKey]:
-    return {"demo": bundle_source.VerificationKey("demo", "HS256", DEMO_SIGNING_KEY)}
+    """OPA's `keys` map for the demo bundles (the demo's HS256 shared secret)."""
+    return {
+        DEMO_SIGNING_KEY_ID: bundle_source.VerificationKey(
+            DEMO_SIGNING_KEY_ID, "HS256", DEMO_SIGNING_KEY
+        )
+    }
 
 
 PINS = [  # (environment, revision, pinned_at, pinned_by)
@@ -393,6 +421,14 @@ def status_payloads(rng: random.Random) -> Iterator[tuple[datetime, dict[str, An
         while at < SPRINT_END:
             revision = _active_revision(instance, env, at)
             failing = instance == "prod-opa-3" and revision == REV_OLD and at >= PINS[-1][2]
+            drops = (
+                {
+                    "counter_decision_logs_dropped_buffer_size_limit_bytes_exceeded": 1,
+                    "counter_decision_logs_dropped_buffer_size_limit_exceeded": 1,
+                }
+                if at >= PINS[-1][2]
+                else {}
+            )
             bundle = {
                 "name": BUNDLE,
                 "active_revision": revision,
@@ -413,13 +449,15 @@ def status_payloads(rng: random.Random) -> Iterator[tuple[datetime, dict[str, An
                 {
                     "labels": {
                         "id": instance,
+                        "instance": instance,  # the identity label (labels.id changes per run)
                         "version": "1.4.2",
                         "environment": env,
                         **({"mode": "dry-run"} if env == "dev" else {}),
                     },
                     "bundles": {BUNDLE: bundle},
                     "plugins": {"bundle": {"state": "OK"}, "decision_logs": {"state": "OK"}},
-                    "metrics": {"prometheus": {}},
+                    # prod-opa-3 runs OPA's defaults: a `size` buffer that lost one chunk.
+                    "metrics": {"prometheus": dict(drops) if instance == "prod-opa-3" else {}},
                 },
             )
             at += timedelta(hours=2)

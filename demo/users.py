@@ -15,10 +15,17 @@ from store.ingest import IngestResult, upsert
 from store.models.actions import User
 from store.passwords import hash_password
 
-DEMO_USERS = {"vera": "viewer", "sam": "sre", "cara": "captain", "ada": "admin"}
+DEMO_USERS = {
+    "vera": "viewer",
+    "sam": "sre",
+    "cara": "captain",
+    "mia": "auditor",
+    "ada": "admin",
+}
 CREATED_AT = datetime(2025, 11, 10, tzinfo=UTC)
 SIGN_IN_HINT = (
-    "sign in at /sign-in as vera (viewer), sam (sre), cara (captain) or ada (admin); "
+    "sign in at /sign-in as vera (viewer), sam (sre), cara (captain), mia (auditor) or ada "
+    "(admin); "
     "password: quarterdeck-<name>"
 )
 

@@ -360,6 +360,13 @@ def _days(window: Window, as_of: datetime) -> list[Window]:
     return days
 
 
+def trend_windows(window: Window, as_of: datetime, *, state: bool) -> list[Window]:
+    """The windows of a daily trend over ``window`` up to ``as_of``: each day on its own, or for
+    a state metric the window from its start to that day's end."""
+    days = _days(window, as_of)
+    return [Window(window.start, d.end) for d in days] if state else days
+
+
 def _direction(points: list[TrendPoint], op: str) -> str:
     values = [p.value for p in points if p.value is not None]
     if len(values) < 2:
@@ -394,17 +401,14 @@ def evaluate_check(
     status = status_for(value, check)
     trend: list[TrendPoint] = []
     if with_trend:
-        for day in _days(window, now):
-            daily = Window(window.start, day.end) if registered.state else day
-            trend.append(
-                TrendPoint(
-                    day.start.date(),
-                    _convert(
-                        registered.fn(session, daily, check.aggregation, check.params),
-                        check.target.unit,
-                    ),
-                )
-            )
+        # One call for every day: a bounded number of statements, never one per day.
+        days = _days(window, now)
+        windows = trend_windows(window, now, state=registered.state)
+        values = registered.daily(session, windows, check.aggregation, check.params)
+        trend = [
+            TrendPoint(day.start.date(), _convert(daily, check.target.unit))
+            for day, daily in zip(days, values, strict=True)
+        ]
     return CheckResult(
         id=check.id,
         title=check.title,

@@ -6,8 +6,10 @@ transaction and a failure leaves nothing half-written.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +22,8 @@ from sqlalchemy.orm import Session
 from store.models import Base, IngestReject, SyncRun
 
 REJECT_PAYLOAD_LIMIT = 16_384
+_BINARY_HEAD = 8192
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _ROWS_PER_CALL = 5_000
 
 
@@ -45,6 +49,8 @@ class IngestResult:
     rejected: int = 0
     ignored: int = 0
     reasons: list[str] = field(default_factory=list)
+    refused: str | None = None
+    """Set when the whole batch was unreadable (dead-lettered whole): the receiver answers 400."""
 
     def add(self, result: UpsertResult) -> None:
         self.stored += result.inserted
@@ -133,18 +139,43 @@ def _pg_inserted_flag() -> Any:
     return literal_column("(xmax = 0)").label("inserted")
 
 
+def storable_text(text: str) -> str:
+    """``text`` with what PostgreSQL text refuses made visible: NUL as `\\x00`, lone surrogates
+    as `\\udXXX` (a dead letter must always be storable, or the reject itself jams the batch)."""
+    if not _UNSTORABLE.search(text):
+        return text
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _binary_text(payload: bytes) -> str:
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if "\x00" not in text:
+            return text
+    head = payload[:_BINARY_HEAD]
+    return f"binary body, {len(payload)} bytes; first {len(head)} as base64: " + (
+        base64.b64encode(head).decode()
+    )
+
+
 def bounded_payload(payload: Any, limit: int = REJECT_PAYLOAD_LIMIT) -> tuple[str, bool]:
-    """Render ``payload`` as text, cut to ``limit`` characters; says whether it was cut."""
+    """Render ``payload`` as storable text, cut to ``limit`` characters; says whether it was cut.
+
+    Bytes that are not NUL-free UTF-8 (a gzip body) are kept as base64 of their head.
+    """
     if isinstance(payload, bytes):
-        # PostgreSQL text refuses NUL; keep it visible instead.
-        text = payload.decode("utf-8", errors="replace").replace("\x00", "\\x00")
+        text = _binary_text(payload)
     elif isinstance(payload, str):
-        text = payload
+        text = storable_text(payload)
     else:
         try:
+            # ASCII JSON escapes NUL and lone surrogates, so the text is always storable.
             text = json.dumps(payload, sort_keys=True, default=str)
-        except (TypeError, ValueError):
-            text = repr(payload)
+        except (TypeError, ValueError, RecursionError):
+            text = f"<{type(payload).__name__} that cannot be rendered as JSON>"
     return (text[:limit], True) if len(text) > limit else (text, False)
 
 
@@ -163,16 +194,20 @@ def record_rejects(
     rows = []
     for index, reason, payload in rejects:
         text, truncated = bounded_payload(payload)
-        full = bounded_payload(payload, limit=10**9)[0] if truncated else text
+        if isinstance(payload, bytes):
+            digest = hashlib.sha256(payload).hexdigest()
+        else:
+            full = bounded_payload(payload, limit=10**9)[0] if truncated else text
+            digest = hashlib.sha256(full.encode("utf-8", "replace")).hexdigest()
         rows.append(
             {
                 "source": source,
                 "received_at": at,
                 "item_index": index,
-                "reason": reason[:2000],
+                "reason": storable_text(reason[:2000]),
                 "payload": text,
                 "payload_truncated": truncated,
-                "payload_hash": hashlib.sha256(full.encode("utf-8", "replace")).hexdigest(),
+                "payload_hash": digest,
             }
         )
     upsert(session, IngestReject, rows, conflict=("source", "payload_hash", "reason"))

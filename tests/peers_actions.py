@@ -13,6 +13,7 @@ import copy
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -218,10 +219,86 @@ def moto_url() -> Iterator[str]:
         yield url
 
 
-def route53_client(url: str) -> Any:
+def route53_client(url: str, **aws: Any) -> Any:
+    """A boto3 Route 53 client for ``url`` configured as production's (`botocore_config`).
+
+    ``aws`` overrides `AwsSettings` fields (e.g. `max_attempts=2`).
+    """
     import boto3
 
-    return boto3.client("route53", endpoint_url=url, region_name="us-east-1", **CREDS)
+    from console.clients import botocore_config
+    from console.settings.traffic import AwsSettings
+
+    return boto3.client(
+        "route53",
+        endpoint_url=url,
+        region_name="us-east-1",
+        config=botocore_config(AwsSettings(**aws)),
+        **CREDS,
+    )
+
+
+# Route 53's answer when an account exceeds its 5 requests/s (HTTP 400, `Type` Sender, `Code`
+# Throttling, `Message` "Rate exceeded": AWS knowledge center "API throttling errors in Route
+# 53"), in the rest-xml error envelope botocore parses for route53.
+THROTTLED = (
+    b'<?xml version="1.0"?>\n'
+    b'<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">'
+    b"<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+    b"<RequestId>8f2c4d5e-0000-4000-8000-000000000000</RequestId></ErrorResponse>"
+)
+
+
+@dataclass
+class Calls:
+    """What one operation cost: `calls` made by our code (botocore's `before-call`, once per
+    client method call) and `sends` on the wire (`before-send`, once per HTTP attempt)."""
+
+    calls: int = 0
+    sends: int = 0
+
+
+def count_calls(client: Any, operation: str) -> Calls:
+    """Count ``operation``'s calls and HTTP attempts with botocore event hooks."""
+    counts = Calls()
+
+    def on_call(**_: Any) -> None:
+        counts.calls += 1
+
+    def on_send(**_: Any) -> None:
+        counts.sends += 1
+
+    client.meta.events.register(f"before-call.route53.{operation}", on_call)
+    client.meta.events.register_first(f"before-send.route53.{operation}", on_send)
+    return counts
+
+
+def throttle(
+    client: Any,
+    operation: str,
+    *,
+    code: str = "Throttling",
+    message: str = "Rate exceeded",
+    times: int | None = None,
+) -> Calls:
+    """Answer ``operation``'s next ``times`` HTTP attempts (all when None) as a throttled
+    Route 53 does, before they reach moto; later attempts go through. Returns the counts."""
+    from botocore.awsrequest import AWSResponse
+
+    counts = count_calls(client, operation)
+    body = THROTTLED.replace(b"{code}", code.encode()).replace(b"{message}", message.encode())
+
+    class Raw:
+        def stream(self, **_: Any) -> Iterator[bytes]:
+            yield body
+
+    def on_send(request: Any, **_: Any) -> AWSResponse | None:
+        if times is not None and counts.sends > times:
+            return None
+        return AWSResponse(request.url, 400, {"Content-Type": "text/xml"}, Raw())
+
+    client.meta.events.register(f"before-send.route53.{operation}", on_send)
+    return counts
 
 
 def create_weighted_record(client: Any, *, east: int = 50, west: int = 50) -> tuple[str, str]:

@@ -2,8 +2,9 @@
 exporters, moto's server, and a PostgreSQL primary with a streaming replica.
 
 Every peer binds to loopback on a free port, lives in a temp dir, and is torn down by its
-fixture. A missing binary skips off CI and fails under CI=true (`peer_missing`). Fixtures are
-named with `name=` so test modules import `fixture_…` without shadowing the names they use.
+fixture. A missing binary skips off CI and fails under CI=true (`peer_missing`). This module is
+a pytest plugin (`pytest_plugins` in tests/conftest.py): tests request its fixtures by name and
+import only its helpers.
 """
 
 from __future__ import annotations
@@ -185,24 +186,9 @@ scrape_configs:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session", name="moto_url")
-def fixture_moto_url() -> Iterator[str]:
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        peer_missing("moto[server] is not installed")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture(name="moto_endpoint")
 def fixture_moto_endpoint(moto_url: str) -> str:
-    """moto's server with its state reset for this test."""
+    """moto's server (`moto_url`: tests.peers_actions, one per session) reset for this test."""
     requests.post(f"{moto_url}/moto-api/reset", timeout=10)
     return moto_url
 

@@ -3,7 +3,8 @@
 Passwords are hashed with scrypt and a per-user salt; comparisons are constant-time, and an
 unknown user costs the same scrypt as a known one so timing does not reveal who exists. Session
 cookies carry a random token; only its SHA-256 is stored, so a database read does not yield a
-usable cookie.
+usable cookie. User names are stored and compared as canonical keys (`identity.user_key`), so
+`Ada` and `ada` are one account, in the form and behind the auth proxy alike.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import Headers
 
 from actions.base import Actor
-from console.auth.identity import ROLES, Identity
+from console.auth.identity import ROLES, Identity, user_key
 from console.settings.actions import AuthSettings
 from store.models.actions import User, UserSession
 from store.passwords import DUMMY_HASH, check_password, hash_password
@@ -33,8 +34,12 @@ class AuthError(ValueError):
 
 
 def add_user(session: Session, username: str, password: str, roles: list[str]) -> User:
-    """Create a local user; refuse unknown roles, short passwords and taken names."""
-    username = username.strip()
+    """Create a local user; refuse unknown roles, short passwords and taken names.
+
+    The name is stored as its canonical key; a name whose key is taken (`Ada` when `ada`
+    exists) is refused.
+    """
+    username = user_key(username)
     if not username or len(username) > 200:
         raise AuthError("username: 1–200 characters")
     unknown = sorted(set(roles) - set(ROLES))
@@ -51,6 +56,8 @@ def add_user(session: Session, username: str, password: str, roles: list[str]) -
         disabled=False,
         created_at=datetime.now(UTC),
     )
+    if find_user(session, username) is not None:
+        raise AuthError(f"user {username!r} already exists")
     try:
         with session.begin_nested():
             session.add(user)
@@ -59,9 +66,24 @@ def add_user(session: Session, username: str, password: str, roles: list[str]) -
     return user
 
 
+def find_user(session: Session, name: str) -> User | None:
+    """The user whose canonical key is ``name``'s (rows written before keys were canonical too).
+
+    Two legacy rows with one key (`Ada` and `ada`) are ambiguous: neither is returned.
+    """
+    key = user_key(name)
+    if not key:
+        return None
+    rows = session.scalars(
+        select(User).where(or_(User.username == key, func.lower(User.username) == key.lower()))
+    ).all()
+    matches = [row for row in rows if user_key(row.username) == key]
+    return matches[0] if len(matches) == 1 else None
+
+
 def authenticate(session: Session, username: str, password: str) -> Identity | None:
     """Return the identity for a correct username and password, else None."""
-    user = session.scalar(select(User).where(User.username == username))
+    user = find_user(session, username[:200])
     if user is None or user.disabled:
         check_password(password, DUMMY_HASH)  # same cost as a real check
         return None
@@ -100,7 +122,7 @@ def session_identity(session: Session, token: str) -> Identity | None:
     row = session.scalar(select(UserSession).where(UserSession.token_hash == _token_hash(token)))
     if row is None or row.expires_at <= datetime.now(UTC):
         return None
-    user = session.scalar(select(User).where(User.username == row.username))
+    user = find_user(session, row.username)
     if user is None or user.disabled:
         return None
     return Identity(user.username, frozenset(user.roles), "local")
@@ -123,13 +145,30 @@ def is_trusted_proxy(remote_addr: str | None, trusted: list[str]) -> bool:
     return False
 
 
+def client_address(remote_addr: str | None, forwarded_for: str | None, trusted: list[str]) -> str:
+    """The client's address: the TCP peer, or through trusted proxies the `X-Forwarded-For` hop.
+
+    Walks `X-Forwarded-For` from the right (the hop our proxy appended) past every trusted proxy;
+    the first untrusted address is the client. A peer that is not a trusted proxy is the client,
+    whatever it claims.
+    """
+    peer = remote_addr or "unknown"
+    if not forwarded_for or not is_trusted_proxy(remote_addr, trusted):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted_proxy(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
 def header_identity(
     headers: Mapping[str, str] | Headers, remote_addr: str | None, settings: AuthSettings
 ) -> Identity | None:
     """Read the proxy's user and groups, only when the request came from a trusted proxy."""
     if not is_trusted_proxy(remote_addr, settings.trusted_proxies):
         return None
-    user = (headers.get(settings.user_header) or "").strip()
+    user = user_key(headers.get(settings.user_header) or "")
     if not user:
         return None
     groups = [g.strip() for g in (headers.get(settings.groups_header) or "").split(",")]

@@ -377,28 +377,131 @@ def latency_table(latency: pd.DataFrame, cadence: pd.DataFrame) -> html.Table:
     )
 
 
-def drift_table(drift: pd.DataFrame) -> html.Table:
-    """Instances × bundles: active vs pinned revision, drift flagged."""
-    rows = [
-        html.Tr(
+def _silence(seconds: Any) -> str:
+    if seconds is None or pd.isna(seconds):
+        return "—"
+    value = float(seconds)
+    if value >= 86400:
+        return f"{value / 86400:.1f} d"
+    return f"{value / 3600:.1f} h" if value >= 3600 else f"{value:.0f} s"
+
+
+def drift_table(drift: pd.DataFrame) -> html.Div:
+    """Instances × bundles: active vs pinned revision, drift flagged; stale instances apart.
+
+    An instance is stale when it has been silent longer than N × its own reporting interval
+    (StaleRule); it is listed under its own heading and never counted as drift.
+    """
+    records = _records(drift)
+    stale_flags = [bool(r.get("stale")) for r in records]
+    live = [r for r, s in zip(records, stale_flags, strict=True) if not s]
+    stale = [r for r, s in zip(records, stale_flags, strict=True) if s]
+
+    def row(r: dict[str, Any], state: str) -> html.Tr:
+        return html.Tr(
             [
                 html.Td(_cell(r["instance_id"])),
                 html.Td(_cell(r["environment"])),
                 html.Td(_cell(r["bundle"])),
                 html.Td(_cell(r["active_revision"])),
                 html.Td(_cell(r["pinned_revision"])),
-                html.Td("DRIFT" if r["drifted"] else "in sync", className="policy-drift-state"),
+                html.Td(state, className="policy-drift-state"),
                 html.Td(_cell(r["code"])),
                 html.Td(format_timestamp(r["reported_at"])),
+                html.Td(f"{_silence(r.get('silent_s'))} / {_silence(r.get('interval_s'))}"),
             ],
-            **data_attrs(instance=str(r["instance_id"]), drifted=str(bool(r["drifted"])).lower()),
+            **data_attrs(
+                instance=str(r["instance_id"]),
+                drifted=str(bool(r["drifted"])).lower(),
+                stale=str(state == "STALE").lower(),
+            ),
         )
-        for r in _records(drift)
-    ]
+
     head = ["Instance", "Env", "Bundle", "Active", "Pinned", "State", "Error", "Reported"]
+    head.append("Silent / interval")
+    parts: list[Any] = [
+        html.Table(
+            [
+                html.Thead(html.Tr([html.Th(h) for h in head])),
+                html.Tbody([row(r, "DRIFT" if r["drifted"] else "in sync") for r in live]),
+            ],
+            className="qd-table policy-drift",
+        )
+    ]
+    if stale:
+        parts += [
+            html.H3(
+                f"Stale: {len({r['instance_id'] for r in stale})} instance(s) silent beyond "
+                "their reporting interval — not counted as drift",
+                className="qd-subtitle policy-stale-title",
+            ),
+            html.Table(
+                [
+                    html.Thead(html.Tr([html.Th(h) for h in head])),
+                    html.Tbody([row(r, "STALE") for r in stale]),
+                ],
+                className="qd-table policy-stale",
+            ),
+        ]
+    return html.Div(parts)
+
+
+def delivery_table(delivery: pd.DataFrame) -> html.Table:
+    """Per instance: decision-log plugin state, upload errors, drops (OPA's counters), lints."""
+    rows = []
+    for r in _records(delivery):
+        drops = f"{r['dropped_chunks']} chunk(s), {r['dropped_buffer_full']} full-buffer"
+        if r["dropped_total"] != r["dropped_chunks"] + r["dropped_buffer_full"]:
+            drops += f"; {r['dropped_total']} over {r['processes']} process(es)"
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(_cell(r["instance_id"])),
+                    html.Td(_cell(r["environment"])),
+                    html.Td(_cell(r["state"])),
+                    html.Td(_cell(r["code"]) if not r["message"] else str(r["message"])),
+                    html.Td(drops, className="policy-delivery-drops"),
+                    html.Td(
+                        [html.Div(text) for text in r["lints"]] or "—",
+                        className="policy-delivery-lints",
+                    ),
+                    html.Td(format_timestamp(r["reported_at"])),
+                ],
+                **data_attrs(instance=str(r["instance_id"]), lints=str(len(r["lints"]))),
+            )
+        )
+    head = ["Instance", "Env", "Plugin", "Upload error", "Dropped", "Lints", "Reported"]
     return html.Table(
         [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
-        className="qd-table policy-drift",
+        className="qd-table policy-delivery",
+    )
+
+
+def default_search_range(
+    window_start: datetime, window_end: datetime, newest: datetime | None, now: datetime
+) -> tuple[datetime, datetime, str]:
+    """The decision search's range when the user gives no since:/until:, and its label.
+
+    The sprint window, unless decisions newer than its end exist (a live OPA while the sprint
+    lies in the past): then the last 24 h up to now, so today's decisions show.
+    """
+    if newest is not None and newest >= window_end and window_end <= now:
+        start = now - timedelta(hours=24)
+        return (
+            start,
+            now + timedelta(seconds=1),
+            (
+                f"Showing the last 24 h ({format_timestamp(start)} → now): there are decisions "
+                "newer than the sprint window. Type since:/until: for another range."
+            ),
+        )
+    return (
+        window_start,
+        window_end,
+        (
+            f"Showing the selected window ({format_timestamp(window_start)} → "
+            f"{format_timestamp(window_end)}). Type since:/until: for another range."
+        ),
     )
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, abort, g, jsonify, request
 from sqlalchemy import select
 
 from actions.registry import Response as ActionResponse
 from actions.registry import plan_dict
 from console.auth.users import actor_of
 from console.context import AppContext
+from console.http.receivers import request_json
 from console.wiring import build_service
 from store.audit import verify_chain
 from store.models.actions import ActionPlan
@@ -32,12 +33,27 @@ def _answer(result: ActionResponse) -> tuple[Response, int]:
 
 
 def make_blueprint(ctx: AppContext) -> Blueprint:
-    """Build the action API; every handler needs a signed-in identity, the service checks roles."""
+    """Build the action API; every handler needs a signed-in identity and its permission.
+
+    The role of each route is the permission table's (`console.auth.permissions`), checked by
+    the auth gate before the handler runs; the action service checks again (the CLI's path).
+    """
     bp = Blueprint("quarterdeck_actions", __name__)
 
     def body() -> dict[str, Any]:
-        data = request.get_json(silent=True)
-        return data if isinstance(data, dict) else {}
+        if not request.get_data(cache=True).strip():
+            return {}
+        try:
+            data = request_json()
+        except ValueError as exc:
+            refusal = jsonify({"error": f"body: {exc}"})
+            refusal.status_code = 400
+            abort(refusal)
+        if not isinstance(data, dict):
+            refusal = jsonify({"error": "body: expected a JSON object"})
+            refusal.status_code = 400
+            abort(refusal)
+        return data
 
     @bp.before_request
     def need_identity() -> tuple[Response, int] | None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import Engine
 
 from console.context import AppContext
 from store.db import DatabaseUnavailable, check_connection, safe_url
@@ -15,6 +16,8 @@ from store.goals import SprintConfigError, evaluate_goals
 from store.migrate import current_revision, head_revision
 
 log = logging.getLogger(__name__)
+
+WRITE_PROBE = "UPDATE alembic_version SET version_num = version_num"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -31,7 +34,7 @@ def _number(value: float | None) -> float | None:
 
 
 def readiness(ctx: AppContext) -> tuple[bool, str]:
-    """Whether the store is reachable and migrated to head, with the reason when not."""
+    """Whether the store is reachable, migrated to head and takes writes; the reason when not."""
     try:
         check_connection(ctx.engine)
         current = current_revision(ctx.engine)
@@ -45,7 +48,32 @@ def readiness(ctx: AppContext) -> tuple[bool, str]:
             f"database {safe_url(ctx.engine.url)} is at migration {current or 'none'}, "
             f"expected {head}: run `quarterdeck db upgrade`"
         )
-    return True, f"database at migration {head}"
+    refused = write_refusal(ctx.engine)
+    if refused:
+        return False, refused
+    return True, f"database at migration {head}, accepting writes"
+
+
+def write_refusal(engine: Engine) -> str | None:
+    """Why the store refuses a write right now, or None when it takes one.
+
+    The probe is one no-op `UPDATE` of the migration table, rolled back: it needs the write
+    lock (SQLite) or a read-write transaction (PostgreSQL), so a read-only file, a read-only
+    role or standby (`default_transaction_read_only`) or a held lock shows, and no row changes.
+    """
+    try:
+        with engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                if engine.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SET LOCAL statement_timeout = 2000")
+                conn.exec_driver_sql(WRITE_PROBE)
+            finally:
+                transaction.rollback()
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return f"database {safe_url(engine.url)} refuses writes: {reason}"
+    return None
 
 
 def make_api(ctx: AppContext) -> Blueprint:

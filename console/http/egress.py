@@ -4,6 +4,8 @@
 - `/ingest/exports` (bearer token) takes JSON lines; one bad line refuses the whole request with
   400 naming every bad line and field, and stores nothing. `/ingest/incidents` (bearer token)
   takes one incident object or a list the same way (a later report updates resolution).
+  Both are thin: credential check, bounded read, one collector call (`receive_*`), counts out;
+  an item the store cannot hold is dead-lettered by the collector and the rest stored.
 - `/api/gates/<service>` answers 200 `{"state": "normal"}` or 423 `{"state": "freeze", "reason"}`
   from the error-budget policy, so CI can ask before deploying (`?at=` evaluates another instant).
 - `/evidence/packs/<id>/download?token=…` checks the HMAC token (`sub`, `scope`, `exp` ≤ 10 min),
@@ -14,8 +16,6 @@
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -27,24 +27,24 @@ from collectors import exports, incidents
 from collectors.base import InvalidItem, parse_time
 from console import evidence_service as service
 from console.context import AppContext
+from console.http.receivers import BodyTooLarge, bearer_refusal, demo_secret, read_body
+from console.http.receivers import error as _error
+from console.settings.ingest import DEMO_EXPORTS_TOKEN, DEMO_INCIDENTS_TOKEN
 from egress.limiter import RateLimiter, make_limiter
 from egress.tokens import TokenError, verify_token
 from evidence.pack import EvidenceError
 from evidence.signing import SigningKeyError
-from store.ingest import record_sync_run, utcnow
+from store.ingest import IngestResult, utcnow
 from store.queries.reliability import policy_state
 from store.slo import BURN_WINDOWS, SloConfigError, format_duration
 
 log = logging.getLogger(__name__)
 
 MAX_EXPORT_BYTES = 10 * 1024 * 1024
-DEMO_EXPORTS_TOKEN = "quarterdeck-demo-exports-token"  # noqa: S105 (demo mode only, logged)
-DEMO_INCIDENTS_TOKEN = "quarterdeck-demo-incidents-token"  # noqa: S105 (demo mode only, logged)
-MAX_INCIDENTS = 1000
-
-
-def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
-    return jsonify({"error": message, **extra}), status
+MAX_INCIDENT_BYTES = 10 * 1024 * 1024
+MAX_INCIDENTS = incidents.MAX_INCIDENTS
+EXPORTS_SETTING = "QUARTERDECK_INGEST__EXPORTS_TOKEN"
+INCIDENTS_SETTING = "QUARTERDECK_INGEST__INCIDENTS_TOKEN"
 
 
 def _iso(value: datetime) -> str:
@@ -54,33 +54,44 @@ def _iso(value: datetime) -> str:
 def exports_token(ctx: AppContext) -> str | None:
     """The `/ingest/exports` bearer token (the demo token in demo mode when none is set)."""
     cfg = service.config(ctx)
-    if cfg.ingest_token:
-        return cfg.ingest_token
-    return DEMO_EXPORTS_TOKEN if cfg.demo_mode else None
+    return demo_secret(
+        cfg.ingest_token,
+        demo_mode=cfg.demo_mode,
+        demo_value=DEMO_EXPORTS_TOKEN,
+        setting=EXPORTS_SETTING,
+    )
 
 
 def incidents_token(ctx: AppContext) -> str | None:
     """The `/ingest/incidents` bearer token (the demo token in demo mode when none is set)."""
     cfg = service.config(ctx)
-    if cfg.incidents_token:
-        return cfg.incidents_token
-    return DEMO_INCIDENTS_TOKEN if cfg.demo_mode else None
+    return demo_secret(
+        cfg.incidents_token,
+        demo_mode=cfg.demo_mode,
+        demo_value=DEMO_INCIDENTS_TOKEN,
+        setting=INCIDENTS_SETTING,
+    )
 
 
-def _bearer_refusal(expected: str | None, variable: str, path: str) -> tuple[Response, int] | None:
-    """None when the request carries ``expected`` as its bearer token, else the answer."""
-    if expected is None:
-        return _error(503, f"{path} token not configured: set {variable}")
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        response, status = _error(401, "missing bearer token (Authorization: Bearer …)")
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response, status
-    if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
-        response, status = _error(401, f"bearer token is not valid for {path}")
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-        return response, status
-    return None
+def _receive(
+    ctx: AppContext, source: str, token: str | None, setting: str, limit: int, store: Any
+) -> tuple[Response, int]:
+    """Credential → bounded read → one collector call → counts (400 refused, 503 store down)."""
+    refused = bearer_refusal(token, setting=setting, path=request.path)
+    if refused:
+        return refused
+    try:
+        body = read_body(limit)
+        with ctx.session() as session:
+            result: IngestResult = store(session, body)
+    except BodyTooLarge as exc:
+        return _error(413, str(exc))
+    except Exception as exc:
+        log.exception("storing %s failed", source)
+        return _error(503, f"store unavailable: {type(exc).__name__}")
+    if result.refused:
+        return _error(400, result.refused, problems=result.reasons)
+    return jsonify(result.as_dict() | {"rejects": result.reasons[:100]}), 200
 
 
 def _gate_body(ctx: AppContext, service_name: str, at: datetime) -> tuple[dict[str, Any], int]:
@@ -129,76 +140,36 @@ def make_blueprint(ctx: AppContext, *, limiter: RateLimiter | None = None) -> Bl
         redis_url=cfg.redis_url,
         prefix=cfg.rate_key_prefix,
     )
-    if cfg.demo_mode and not cfg.ingest_token:
+    if exports_token(ctx) == DEMO_EXPORTS_TOKEN:
         log.warning("demo mode: /ingest/exports bearer token is %r", DEMO_EXPORTS_TOKEN)
-    if cfg.demo_mode and not cfg.incidents_token:
+    if incidents_token(ctx) == DEMO_INCIDENTS_TOKEN:
         log.warning("demo mode: /ingest/incidents bearer token is %r", DEMO_INCIDENTS_TOKEN)
 
     @bp.post("/ingest/exports")
     def ingest_exports() -> tuple[Response, int]:
-        refused = _bearer_refusal(
-            exports_token(ctx), "QUARTERDECK_INGEST__EXPORTS_TOKEN", "/ingest/exports"
+        def store(session: Any, body: bytes) -> IngestResult:
+            result = exports.receive_export_lines(session, body, received_at=utcnow())
+            return result
+
+        response, status = _receive(
+            ctx, exports.SOURCE, exports_token(ctx), EXPORTS_SETTING, MAX_EXPORT_BYTES, store
         )
-        if refused:
-            return refused
-        if (request.content_length or 0) > MAX_EXPORT_BYTES:
-            return _error(413, f"body larger than {MAX_EXPORT_BYTES} bytes")
-        try:
-            text = request.get_data().decode("utf-8")
-        except UnicodeDecodeError:
-            return _error(400, "body: not UTF-8 text")
-        rows, errors = exports.parse_export_lines(text)
-        if errors:
-            return _error(
-                400,
-                f"{len(errors)} invalid line(s): nothing stored",
-                problems=[str(e) for e in errors],
-            )
-        if not rows:
-            return _error(400, "body: expected JSON lines of export events")
-        received = utcnow()
-        try:
-            with ctx.session() as session:
-                result = exports.load_export_events(session, rows)
-                record_sync_run(session, source=exports.SOURCE, started_at=received, result=result)
-        except Exception as exc:
-            log.exception("storing export events failed")
-            return _error(503, f"store unavailable: {type(exc).__name__}")
-        return jsonify({"lines": len(rows), **result.as_dict()}), 200
+        if status == 200:
+            counts = response.get_json()
+            lines = counts["stored"] + counts["duplicates"] + counts["rejected"]
+            response = jsonify({"lines": lines, **counts})
+        return response, status
 
     @bp.post("/ingest/incidents")
     def ingest_incidents() -> tuple[Response, int]:
-        refused = _bearer_refusal(
-            incidents_token(ctx), "QUARTERDECK_INGEST__INCIDENTS_TOKEN", "/ingest/incidents"
+        return _receive(
+            ctx,
+            incidents.SOURCE,
+            incidents_token(ctx),
+            INCIDENTS_SETTING,
+            MAX_INCIDENT_BYTES,
+            lambda session, body: incidents.receive_incidents(session, body, received_at=utcnow()),
         )
-        if refused:
-            return refused
-        try:
-            body = json.loads(request.get_data())
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, f"body: malformed JSON ({exc})")
-        items = body if isinstance(body, list) else [body]
-        if not items or len(items) > MAX_INCIDENTS:
-            return _error(400, f"body: expected 1 to {MAX_INCIDENTS} incident objects")
-        problems = []
-        for index, item in enumerate(items):
-            try:
-                incidents.transform_incident(item)
-            except InvalidItem as exc:
-                problems.append(f"item {index + 1}: {exc}")
-        if problems:
-            return _error(400, "invalid incident(s): nothing stored", problems=problems)
-        received = utcnow()
-        try:
-            with ctx.session() as session:
-                result = incidents.ingest_incidents(session, items, received_at=received)
-                record_sync_run(
-                    session, source=incidents.SOURCE, started_at=received, result=result
-                )
-        except Exception as exc:
-            log.exception("storing incidents failed")
-            return _error(503, f"store unavailable: {type(exc).__name__}")
-        return jsonify({"incidents": len(items), **result.as_dict()}), 200
 
     @bp.get("/api/gates/<service_name>")
     def gate(service_name: str) -> tuple[Response, int]:
@@ -219,9 +190,10 @@ def make_blueprint(ctx: AppContext, *, limiter: RateLimiter | None = None) -> Bl
 
     @bp.post("/api/evidence/packs/<pack_id>/link")
     def link(pack_id: str) -> tuple[Response, int]:
-        user = service.current_user(ctx)
+        # The auth gate refused anonymous (401) and role-less (403) callers already; again here.
+        user, refused = service.authorized_user("evidence.link")
         if user is None:
-            return _error(401, "sign in to download evidence")
+            return _error(401 if service.current_user(ctx) is None else 403, refused)
         try:
             with ctx.session() as session:
                 known = service.get_pack(session, pack_id) is not None

@@ -7,25 +7,40 @@
   tokens instead (`demo_secret`), which `make run` prints.
 - **HMAC signatures** (GitHub's `X-Hub-Signature-256`): `signature_refusal`.
 - **One JSON error shape** for every HTTP API: `{"error": "<what is wrong>", …extra}`.
-- **Bounded JSON**: `loads_bounded` refuses nesting deeper than `MAX_JSON_DEPTH` with a
-  `ValueError` (a clear 400), never a `RecursionError` (a 500).
+- **Bounded JSON**: `loads_bounded` (from `collectors.base`, shared with the collectors that
+  decode bodies themselves) refuses nesting deeper than `MAX_JSON_DEPTH` with a `ValueError`
+  (a clear 400), never a `RecursionError` (a 500). `read_body` reads at most a limit (413).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from typing import Any
 
 from flask import Response, jsonify, request
 from pydantic import SecretStr
 
-log = logging.getLogger(__name__)
+from collectors.base import MAX_JSON_DEPTH, loads_bounded
 
-MAX_JSON_DEPTH = 200
-"""Deepest nesting a receiver accepts (OPA inputs, webhooks); deeper is a 400 or a dead letter."""
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "BodyTooLarge",
+    "bearer_matches",
+    "bearer_refusal",
+    "demo_secret",
+    "error",
+    "json_depth",
+    "loads_bounded",
+    "read_body",
+    "request_json",
+    "signature_ok",
+    "signature_refusal",
+]
+
+log = logging.getLogger(__name__)
+_READ_STEP = 64 * 1024
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "demo", "secret", "quarterdeck-demo"})
 
@@ -120,49 +135,33 @@ def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
     return deepest
 
 
-def _lexical_depth(text: str | bytes, limit: int) -> int:
-    """The deepest bracket nesting in JSON text (strings skipped), without parsing it."""
-    data = text.encode() if isinstance(text, str) else text
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    return deepest
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return deepest
+class BodyTooLarge(ValueError):
+    """The request body is over the receiver's limit; answer 413 with the message."""
 
 
-def loads_bounded(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """`json.loads` that refuses nesting deeper than ``max_depth`` with a `ValueError`.
+def read_body(limit: int) -> bytes:
+    """Read at most ``limit`` bytes of the body; `BodyTooLarge` beyond (never buffering more)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(f"body of {declared} bytes is over the {limit} byte limit")
+    stream = request.stream
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        chunk = stream.read(min(_READ_STEP, limit + 1 - size))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body is over the {limit} byte limit")
+    return b"".join(parts)
 
-    The depth is checked on the text before parsing, so a body nested 100 000 deep costs one
-    linear scan and a clear error instead of a `RecursionError` inside the decoder.
-    """
-    if _lexical_depth(text, max_depth) > max_depth:
-        raise ValueError(f"JSON nested deeper than {max_depth} levels")
-    try:
-        return json.loads(text)
-    except RecursionError as exc:  # pragma: no cover - the lexical check runs first
-        raise ValueError(f"JSON nested deeper than {max_depth} levels") from exc
 
-
-def request_json(*, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """The request body as bounded JSON; `ValueError` with a reason for anything else."""
-    body = request.get_data()
+def request_json(*, max_depth: int = MAX_JSON_DEPTH, body: bytes | None = None) -> Any:
+    """The request body (or ``body``) as bounded JSON; `ValueError` with a reason otherwise."""
+    if body is None:
+        body = request.get_data()
     if not body.strip():
         raise ValueError("body is empty: expected JSON")
     try:

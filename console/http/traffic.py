@@ -13,6 +13,7 @@ import pandas as pd
 from flask import Blueprint, Response, jsonify, request
 
 from console.context import AppContext
+from console.http.receivers import error
 from store.models import FAILOVER_PHASES
 from store.queries.failover import RPO_TARGET_S, RTO_TARGET_S, get_run, list_runs
 
@@ -76,7 +77,7 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
         with ctx.session() as session:
             detail = get_run(session, run_id, now=datetime.now(UTC))
         if detail is None:
-            return jsonify({"error": f"no failover run {run_id!r}"}), 404
+            return error(404, f"no failover run {run_id!r}")
         body = detail.as_dict()
         body["rto_met"] = None if detail.rto_s is None else detail.rto_s <= RTO_TARGET_S
         body["rpo_met"] = None if detail.rpo_s is None else detail.rpo_s <= RPO_TARGET_S

@@ -14,7 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from collectors import failover, prometheus, route53
-from console.clients import aws_client, http_session, pg_connector
+from console.clients import aws_client, http_session, pg_connector, route53_client
+from console.clients import route53 as route53_provider
 from console.context import AppContext
 from console.settings import Settings
 from store.ingest import IngestResult
@@ -41,12 +42,19 @@ def run_prometheus(ctx: AppContext, http: Any | None = None) -> IngestResult:
 
 
 def run_route53(ctx: AppContext, client: Any | None = None) -> IngestResult:
-    """One Route53 snapshot of the configured records (raises after recording a failure)."""
-    records = ctx.settings.route53.records
-    if not records:
+    """One Route53 snapshot of the configured records (raises after recording a failure).
+
+    ``client`` is a boto3 Route 53 client (default: built from settings); it is read through
+    the same provider FlipDnsWeights uses.
+    """
+    cfg = ctx.settings.route53
+    if not cfg.records:
         raise ValueError("QUARTERDECK_ROUTE53__RECORDS is not set")
     return route53.sync(
-        ctx.sessions, client or aws_client(ctx.settings, "route53"), records=records
+        ctx.sessions,
+        route53_provider(ctx.settings, client),
+        records=cfg.records,
+        zone_ids=cfg.zone_ids,
     )
 
 
@@ -147,7 +155,7 @@ def start(ctx: AppContext) -> Callable[[], None] | None:
             )
         )
     if settings.route53.records:
-        r53 = aws_client(settings, "route53")
+        r53 = route53_client(settings)
         pollers.append(
             Poller("route53", lambda: run_route53(ctx, r53), settings.route53.poll_interval_s)
         )

@@ -1,8 +1,9 @@
 """Actions: plan a DNS weight flip or a bundle pin, see every rule, then approve/apply in a modal.
 
-Every button lands in one server-side dispatcher that reads `flask.g.identity` and calls the action
-service, which checks the role, the two-person rule, break-glass and drift itself; what the page
-enables or hides is convenience only. Query arguments (`?action=&record=&env=&bundle=&revision=`)
+Three thin callbacks: `make_plan` (the form), `open_or_close` (the modal, read-only) and `act`
+(approve / apply / verify / roll back). Each reads `flask.g.identity` and calls the action service,
+which checks the role, the two-person rule, break-glass and drift itself; what the page enables or
+hides is convenience only. Query arguments (`?action=&record=&env=&bundle=&revision=`)
 prefill the form so the Traffic and Policy pages can link here.
 """
 
@@ -14,14 +15,13 @@ from typing import Any
 import dash
 import flask
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
-from sqlalchemy import select
 
 from actions.registry import plan_dict
 from console.auth.users import actor_of
 from console.components import actions as view
 from console.runtime import get_context
 from console.wiring import build_service
-from store.models.actions import ActionPlan
+from store.queries.actions import plan_by_id, recent_plans
 
 dash.register_page(
     __name__, path="/actions", name="Actions", title="Quarterdeck — Actions", order=50
@@ -211,11 +211,13 @@ def show_plans(_version: int) -> tuple[Any, str]:
         else "Not signed in: you can look, not act."
     )
     with get_context().session() as session:
-        rows = session.scalars(
-            select(ActionPlan).order_by(ActionPlan.requested_at.desc()).limit(PLANS_SHOWN)
-        ).all()
-        plans = [plan_dict(p) for p in rows]
+        plans = [plan_dict(p) for p in recent_plans(session, limit=PLANS_SHOWN)]
     return view.plans_table(plans, open_type=OPEN), who
+
+
+def _refusal() -> Any:
+    """The message shown when nobody is signed in (the service refuses anyway)."""
+    return view.message_box("Sign in to act.", ok=False)
 
 
 @callback(
@@ -224,12 +226,6 @@ def show_plans(_version: int) -> tuple[Any, str]:
     Output(MESSAGE, "children"),
     Output(FORM_MESSAGE, "children"),
     Input(PLAN_BTN, "n_clicks"),
-    Input({"type": OPEN, "plan": ALL}, "n_clicks"),
-    Input(APPROVE_BTN, "n_clicks"),
-    Input(APPLY_BTN, "n_clicks"),
-    Input(VERIFY_BTN, "n_clicks"),
-    Input(ROLLBACK_BTN, "n_clicks"),
-    Input(CLOSE_BTN, "n_clicks"),
     State(KIND, "value"),
     State(ENV, "value"),
     State(RECORD, "value"),
@@ -237,21 +233,12 @@ def show_plans(_version: int) -> tuple[Any, str]:
     State(BUNDLE, "value"),
     State(REVISION, "value"),
     State(PROVIDER, "value"),
-    State(PLAN_ID, "data"),
     State(REASON, "value"),
-    State(LIVE, "value"),
-    State(OVERRIDE, "value"),
     State(VERSION, "data"),
     prevent_initial_call=True,
 )
-def dispatch(
+def make_plan(
     _plan: int | None,
-    opens: list[int | None],
-    _approve: int | None,
-    _apply: int | None,
-    _verify: int | None,
-    _rollback: int | None,
-    _close: int | None,
     kind: str,
     env: str,
     record: str,
@@ -259,42 +246,89 @@ def dispatch(
     bundle: str,
     revision: str,
     provider: str,
+    reason: str | None,
+    version: int | None,
+) -> tuple[Any, Any, Any, Any]:
+    """Plan the chosen action; the service checks role and rules and explains a refusal."""
+    identity = _identity()
+    if identity is None:
+        return no_update, no_update, None, _refusal()
+    params: dict[str, Any] = (
+        {"record": record, "weights": weights}
+        if kind == FLIP
+        else {"bundle": bundle, "revision": revision, "provider": provider}
+    )
+    context = get_context()
+    with context.session() as session:
+        result = build_service(context.settings).plan(
+            session, actor_of(identity), kind, params, env, reason=reason or ""
+        )
+    box = view.message_box(result.message, ok=result.ok)
+    bump = (version or 0) + 1
+    if result.plan is None:
+        return no_update, bump, None, box
+    return result.plan.plan_id, bump, box, None
+
+
+@callback(
+    Output(PLAN_ID, "data", allow_duplicate=True),
+    Output(VERSION, "data", allow_duplicate=True),
+    Output(MESSAGE, "children", allow_duplicate=True),
+    Input({"type": OPEN, "plan": ALL}, "n_clicks"),
+    Input(CLOSE_BTN, "n_clicks"),
+    State(VERSION, "data"),
+    prevent_initial_call=True,
+)
+def open_or_close(
+    opens: list[int | None], _close: int | None, version: int | None
+) -> tuple[Any, Any, Any]:
+    """Open a listed plan in the modal, or close the modal (read-only)."""
+    trigger = ctx.triggered_id
+    bump = (version or 0) + 1
+    if trigger == CLOSE_BTN:
+        return None, bump, None
+    if not isinstance(trigger, dict) or not any(opens):  # a re-rendered table, not a click
+        return no_update, no_update, no_update
+    return trigger["plan"], bump, None
+
+
+@callback(
+    Output(PLAN_ID, "data", allow_duplicate=True),
+    Output(VERSION, "data", allow_duplicate=True),
+    Output(MESSAGE, "children", allow_duplicate=True),
+    Input(APPROVE_BTN, "n_clicks"),
+    Input(APPLY_BTN, "n_clicks"),
+    Input(VERIFY_BTN, "n_clicks"),
+    Input(ROLLBACK_BTN, "n_clicks"),
+    State(PLAN_ID, "data"),
+    State(REASON, "value"),
+    State(LIVE, "value"),
+    State(OVERRIDE, "value"),
+    State(VERSION, "data"),
+    prevent_initial_call=True,
+)
+def act(
+    _approve: int | None,
+    _apply: int | None,
+    _verify: int | None,
+    _rollback: int | None,
     plan_id: str | None,
     reason: str | None,
     live: list[str] | None,
     override: list[str] | None,
     version: int | None,
-) -> tuple[Any, Any, Any, Any]:
-    """Route one button press to the action service; every check happens server-side there."""
+) -> tuple[Any, Any, Any]:
+    """Approve, apply, verify or roll back the open plan; every check happens in the service."""
     trigger = ctx.triggered_id
-    bump = (version or 0) + 1
-    if trigger == CLOSE_BTN:
-        return None, bump, None, None
-    if isinstance(trigger, dict):
-        if not any(opens):  # a re-rendered table, not a click
-            return no_update, no_update, no_update, no_update
-        return trigger["plan"], bump, None, None
     identity = _identity()
     if identity is None:
-        refusal = view.message_box("Sign in to act.", ok=False)
-        return no_update, no_update, refusal, refusal
+        return no_update, no_update, _refusal()
+    if not plan_id:
+        return no_update, no_update, view.message_box("Open a plan first.", ok=False)
     actor = actor_of(identity)
     context = get_context()
     service = build_service(context.settings)
     with context.session() as session:
-        if trigger == PLAN_BTN:
-            params: dict[str, Any] = (
-                {"record": record, "weights": weights}
-                if kind == FLIP
-                else {"bundle": bundle, "revision": revision, "provider": provider}
-            )
-            result = service.plan(session, actor, kind, params, env, reason=reason or "")
-            box = view.message_box(result.message, ok=result.ok)
-            if result.plan is None:
-                return no_update, bump, None, box
-            return result.plan.plan_id, bump, box, None
-        if not plan_id:
-            return no_update, no_update, view.message_box("Open a plan first.", ok=False), None
         if trigger == APPROVE_BTN:
             result = service.approve(session, actor, plan_id)
         elif trigger == APPLY_BTN:
@@ -310,14 +344,8 @@ def dispatch(
             result = service.verify(session, actor, plan_id)
         else:
             result = service.rollback(session, actor, plan_id, reason=reason or "")
-            if result.plan is not None and result.plan.plan_id != plan_id:
-                return (
-                    result.plan.plan_id,
-                    bump,
-                    view.message_box(result.message, ok=result.ok),
-                    None,
-                )
-    return plan_id, bump, view.message_box(result.message, ok=result.ok), None
+    shown = result.plan.plan_id if result.plan is not None else plan_id
+    return shown, (version or 0) + 1, view.message_box(result.message, ok=result.ok)
 
 
 @callback(
@@ -335,7 +363,7 @@ def show_modal(plan_id: str | None, _version: int) -> tuple[Any, ...]:
     if not plan_id:
         return view.MODAL_HIDDEN, None, [], [], True, {"display": "none"}
     with get_context().session() as session:
-        plan = session.scalar(select(ActionPlan).where(ActionPlan.plan_id == plan_id))
+        plan = plan_by_id(session, plan_id)
         data = plan_dict(plan) if plan is not None else None
     if data is None:
         return view.MODAL_HIDDEN, None, [], [], True, {"display": "none"}

@@ -8,13 +8,12 @@ from typing import Any
 
 import dash
 from dash import Input, Output, callback, dcc, html
-from sqlalchemy import select
 
 from console.components import actions as view
 from console.components import errors
 from console.runtime import get_context
 from store.audit import verify_chain
-from store.models import ActionAudit
+from store.queries.actions import recent_audit
 
 dash.register_page(__name__, path="/audit", name="Audit", title="Quarterdeck — Audit", order=85)
 
@@ -48,21 +47,7 @@ def show_audit(_tick: int | None) -> Any:
     try:
         with get_context().session() as session:
             verdict = verify_chain(session).as_dict()
-            rows = [
-                {
-                    "seq": r.seq,
-                    "at": r.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "actor": r.actor,
-                    "action": r.action,
-                    "target": r.target,
-                    "environment": r.environment,
-                    "outcome": r.outcome,
-                    "detail": r.detail,
-                }
-                for r in session.scalars(
-                    select(ActionAudit).order_by(ActionAudit.seq.desc()).limit(ROWS_SHOWN)
-                )
-            ]
+            rows = recent_audit(session, limit=ROWS_SHOWN)
     except Exception as exc:
         log.exception("audit query failed")
         return errors.store_error_panel(errors.store_error_message("Reading the audit", exc))

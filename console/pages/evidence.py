@@ -2,7 +2,8 @@
 the packs built with who downloaded them.
 
 Links are short-lived signed URLs issued for the signed-in user when asked for, so a link left
-on screen expires rather than travelling. Downloads themselves go through
+on screen expires rather than travelling. Building and linking need the `auditor` or `captain`
+role (or admin), checked on the server by the permission table. Downloads themselves go through
 `/evidence/packs/<id>/download` (rate limit, watermark headers, export events).
 """
 
@@ -40,6 +41,8 @@ LINK = "evidence-link"
 REFRESH = "evidence-refresh"
 REFRESH_MS = 15_000  # downloads happen outside the page; the list catches up on its own
 DOWNLOAD_LINK = "evidence-download-link"
+BUILD_PERMISSION = "evidence.build"  # roles: console.auth.permissions (auditor, captain, admin)
+LINK_PERMISSION = "evidence.link"
 
 
 def layout() -> html.Div:
@@ -78,9 +81,9 @@ def layout() -> html.Div:
 def build(_clicks: int, slug: str | None) -> tuple[Any, Any]:
     """Build and record a pack for the selected sprint, then offer a signed link to it."""
     ctx = get_context()
-    user = service.current_user(ctx)
+    user, refused = service.authorized_user(BUILD_PERMISSION)
     if user is None:
-        return errors.store_error_panel("Sign in to build evidence packs."), no_update
+        return errors.store_error_panel(f"Refused: {refused}."), no_update
     try:
         pack = service.build_pack(ctx, slug or ctx.settings.default_sprint, user=user, render=False)
     except (SigningKeyError, EvidenceError) as exc:
@@ -149,9 +152,9 @@ def issue_link(clicks: list[int | None]) -> Any:
     if not isinstance(trigger, dict) or not any(clicks):
         return no_update  # buttons appearing with a re-rendered list are not clicks
     ctx = get_context()
-    user = service.current_user(ctx)
+    user, refused = service.authorized_user(LINK_PERMISSION)
     if user is None:
-        return errors.store_error_panel("Sign in to download evidence.")
+        return errors.store_error_panel(f"Refused: {refused}.")
     pack_id = str(trigger["pack"])
     url, exp = service.signed_download_url(ctx, pack_id, user=user)
     return download_link(

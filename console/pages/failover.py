@@ -2,8 +2,8 @@
 
 Refreshes every 2 s with cheap queries (one run, its events, a bounded lag window, the last 50
 runs). `?run=<key>` shows a past run. The drill buttons write marks through the failover
-collector, like `quarterdeck failover drill …`; they need the `sre` role (checked here, on the
-server), or demo mode when no one is signed in.
+collector, like `quarterdeck failover drill …`; they need the `sre` role (checked on the server
+by the permission table, in demo mode too).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ DRILL_END = "failover-drill-end"
 DRILL_RESULT = "failover-drill-result"
 REFRESH_MS = 2_000
 HISTORY_ROWS = 50
-DRILL_ROLE = "sre"
+DRILL_PERMISSION = "drill.run"  # role sre (or admin): console.auth.permissions
 
 
 def layout(run: str | None = None, **_query: Any) -> html.Div:
@@ -115,17 +115,17 @@ def show_failover(
 
 
 def _may_drill() -> tuple[bool, str]:
-    """Whether the requester may mark drills: the `sre` role, or demo mode when signed out."""
-    import flask
+    """Whether the requester may mark drills: the `sre` role (or admin), in every mode.
 
-    identity = getattr(flask.g, "identity", None)
-    if identity is not None:
-        if identity.has(DRILL_ROLE):
-            return True, str(identity.user)
-        return False, f"{identity.user} lacks the {DRILL_ROLE} role"
-    if get_context().settings.demo_mode:
-        return True, "demo"
-    return False, "sign in with the sre role to mark drills"
+    Demo mode signs nobody in, so a signed-out visitor of the demo reads but never drills.
+    """
+    from console.auth.permissions import authorize, current_identity
+
+    identity = current_identity()
+    refusal = authorize(identity, DRILL_PERMISSION)
+    if refusal is not None or identity is None:
+        return False, refusal.message if refusal is not None else "sign in first"
+    return True, identity.user
 
 
 @callback(

@@ -27,12 +27,15 @@ from store.metrics import Window
 from store.queries.policy import (
     DecisionFilter,
     SearchError,
+    StaleRule,
     allow_deny_frame,
     bundle_revisions_frame,
     decisions_block,
+    delivery_frame,
     drift_frame,
     get_decision,
     latency_by_instance_frame,
+    newest_decision_at,
     pin_changes_frame,
     upload_cadence_frame,
 )
@@ -47,6 +50,8 @@ UNTIL = "policy-until"
 VERDICT = "policy-verdict"
 SEARCH_BUTTON = "policy-search-button"
 SEARCH_ERROR = "policy-search-error"
+SEARCH_RANGE = "policy-search-range"
+DELIVERY = "policy-delivery"
 QUERY = "policy-query"
 GRID_HOLDER = "policy-grid-holder"
 GRID = "policy-grid"
@@ -120,11 +125,13 @@ def layout() -> html.Div:
                         style={"display": "flex", "gap": "8px", "alignItems": "center"},
                     ),
                     html.Div(id=SEARCH_ERROR, className="policy-search-error", role="alert"),
+                    html.P(id=SEARCH_RANGE, className="qd-muted policy-search-range"),
                     html.P(
                         "Fields: "
                         + ", ".join(f"{k}:…" for k in view.SEARCH_KEYS)
                         + "; other words are full-text matched in input and result "
-                        "(all must occur; word* for a prefix). Default time range: the shell's.",
+                        "(all must occur; word* for a prefix). Without since:/until:, the range "
+                        "named below.",
                         className="qd-muted",
                     ),
                     dcc.Store(id=QUERY),
@@ -143,7 +150,18 @@ def layout() -> html.Div:
                 LATENCY,
                 "received_at − timestamp per decision; target p99 < 60 s.",
             ),
-            _section("Drift", DRIFT, "Latest status per instance and bundle vs its pin."),
+            _section(
+                "Drift",
+                DRIFT,
+                "Latest status per instance (its identity label) and bundle vs its pin; "
+                "instances silent beyond their reporting interval are listed apart as stale.",
+            ),
+            _section(
+                "Decision-log delivery",
+                DELIVERY,
+                "Per instance, from its status reports: the decision_logs plugin, upload errors, "
+                "OPA's drop counters, and what to change.",
+            ),
             _section("Bundle revisions", REVISIONS, "Signature verified as OPA verifies it."),
         ],
         className="qd-page qd-page--policy",
@@ -171,6 +189,7 @@ def _filter_from(data: dict[str, Any]) -> DecisionFilter:
 @callback(
     Output(QUERY, "data"),
     Output(SEARCH_ERROR, "children"),
+    Output(SEARCH_RANGE, "children"),
     Input(SEARCH, "value"),
     Input(SINCE, "value"),
     Input(UNTIL, "value"),
@@ -187,22 +206,31 @@ def parse_query(
     _clicks: int | None,
     slug: str | None,
     range_key: str | None,
-) -> tuple[Any, Any]:
-    """Turn the controls into a query, or say what is wrong next to them."""
+) -> tuple[Any, Any, Any]:
+    """Turn the controls into a query, or say what is wrong next to them (and which range)."""
     parsed = view.parse_search_text(text, since=since or "", until=until or "")
     if parsed.errors:
-        return no_update, [html.P(msg) for msg in parsed.errors.values()]
+        return no_update, [html.P(msg) for msg in parsed.errors.values()], no_update
     filters = parsed.filters
     values = _filter_json(filters)
     if verdict in ("allow", "deny") and filters.allowed is None:
         values["allowed"] = verdict == "allow"
+    shown = "Showing the range typed in since:/until:."
     if filters.start is None and filters.end is None:
         try:
             window = _window(slug, range_key)
+            with get_context().session() as session:
+                newest = newest_decision_at(session)
         except SprintConfigError as exc:
-            return no_update, [html.P(p) for p in exc.problems]
-        values["start"], values["end"] = window.start.isoformat(), window.end.isoformat()
-    return values, None
+            return no_update, [html.P(p) for p in exc.problems], no_update
+        except Exception:
+            log.exception("newest decision lookup failed")
+            newest = None
+        start, end, shown = view.default_search_range(
+            window.start, window.end, newest, datetime.now(UTC)
+        )
+        values["start"], values["end"] = start.isoformat(), end.isoformat()
+    return values, None, shown
 
 
 @callback(Output(GRID_HOLDER, "children"), Input(QUERY, "data"))
@@ -317,24 +345,28 @@ def show_latency(slug: str | None, range_key: str | None) -> Any:
 @callback(
     Output(DRIFT, "children"),
     Output(REVISIONS, "children"),
+    Output(DELIVERY, "children"),
     Input(SPRINT_STORE, "data"),
     Input(RANGE_STORE, "data"),
 )
-def show_drift(slug: str | None, range_key: str | None) -> tuple[Any, Any]:
-    """Drift as of the window's end (or now, if earlier) and the bundle registry."""
+def show_drift(slug: str | None, range_key: str | None) -> tuple[Any, Any, Any]:
+    """Drift as of the window's end (or now, if earlier), decision-log delivery, the registry."""
     try:
         window = _window(slug, range_key)
         as_of = min(window.end, datetime.now(UTC))
+        opa = get_context().settings.opa
+        rule = StaleRule(intervals=opa.stale_after_intervals, min_silence_s=opa.stale_min_s)
         with get_context().session() as session:
-            drift = drift_frame(session, as_of=as_of)
+            drift = drift_frame(session, as_of=as_of, stale=rule)
             revisions = bundle_revisions_frame(session)
+            delivery = delivery_frame(session, as_of=as_of, since=window.start)
     except SprintConfigError as exc:
         panel = errors.config_error_panel(exc.problems)
-        return panel, panel
+        return panel, panel, panel
     except Exception as exc:
         log.exception("drift query failed")
         panel = errors.store_error_panel(errors.store_error_message("Reading drift", exc))
-        return panel, panel
+        return panel, panel, panel
     drift_view: Any = (
         view.drift_table(drift)
         if not drift.empty
@@ -345,4 +377,9 @@ def show_drift(slug: str | None, range_key: str | None) -> tuple[Any, Any]:
         if not revisions.empty
         else html.P("No bundle revisions registered.", className="qd-muted")
     )
-    return drift_view, revisions_view
+    delivery_view: Any = (
+        view.delivery_table(delivery)
+        if not delivery.empty
+        else html.P("No OPA status reports in this window.", className="qd-muted")
+    )
+    return drift_view, revisions_view, delivery_view

@@ -71,7 +71,8 @@ NEW_STARTED = "reliability-new-started"
 NEW_RESOLVED = "reliability-new-resolved"
 ADD = "reliability-add-incident"
 ADDED = "reliability-added"
-ACTOR_ROLE = "sre"
+POSTMORTEM_PERMISSION = "postmortem.generate"  # role sre: console.auth.permissions
+INCIDENT_PERMISSION = "incident.record"
 
 
 def layout() -> html.Div:
@@ -252,14 +253,9 @@ def show_timeline(incident_key: str | None) -> Any:
     return timeline_list(timeline)
 
 
-def _actor(ctx: AppContext) -> str | None:
-    """The signed-in user allowed to act here (role checked server-side), else None."""
-    from flask import g
-
-    identity = g.get("identity")
-    if identity is None or not identity.has(ACTOR_ROLE):
-        return None
-    return str(identity.user)
+def _actor(permission: str) -> tuple[str | None, str]:
+    """The signed-in user allowed ``permission`` (checked server-side), else (None, why not)."""
+    return service.authorized_user(permission)
 
 
 @callback(
@@ -275,9 +271,9 @@ def generate(
 ) -> Any:
     """Generate, optionally file, and record a postmortem for the selected incident."""
     ctx = get_context()
-    user = _actor(ctx)
+    user, refused = _actor(POSTMORTEM_PERMISSION)
     if user is None:
-        return errors.store_error_panel(f"Generating a postmortem needs the {ACTOR_ROLE} role.")
+        return errors.store_error_panel(f"Refused: {refused}.")
     if not incident_key:
         return html.P("Choose an incident first.", className="qd-empty")
     cfg = service.config(ctx)
@@ -331,9 +327,9 @@ def add_incident(
 ) -> Any:
     """Record an incident entered by hand (through the incidents collector's validation)."""
     ctx = get_context()
-    user = _actor(ctx)
+    user, refused = _actor(INCIDENT_PERMISSION)
     if user is None:
-        return errors.store_error_panel(f"Entering an incident needs the {ACTOR_ROLE} role.")
+        return errors.store_error_panel(f"Refused: {refused}.")
     item = {
         "key": key or None,
         "title": title or None,

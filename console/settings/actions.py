@@ -15,13 +15,18 @@ class AuthSettings(BaseModel):
     allow_anonymous_read: bool = Field(
         default=False, description="let signed-out visitors see pages (never act)"
     )
-    user_header: str = "X-Forwarded-User"
+    user_header: str = Field(
+        default="X-Forwarded-User",
+        description="the proxy header (claim) naming the user; its value is trimmed and "
+        "case-folded into the one user key used for requester, approver, audit and limits",
+    )
     groups_header: str = "X-Forwarded-Groups"
     group_roles: dict[str, str] = Field(
         default_factory=lambda: {
             "quarterdeck-viewers": "viewer",
             "quarterdeck-sre": "sre",
             "quarterdeck-captains": "captain",
+            "quarterdeck-auditors": "auditor",
             "quarterdeck-admins": "admin",
         },
         description="proxy group → role",
@@ -31,7 +36,23 @@ class AuthSettings(BaseModel):
     )
     session_hours: float = Field(default=12.0, gt=0)
     cookie_secure: bool | None = Field(
-        default=None, description="Secure cookie flag; None: set it when the request is HTTPS"
+        default=None,
+        description="Secure cookie flag; None: set it when the request is HTTPS, directly or "
+        "as a trusted proxy's X-Forwarded-Proto says",
+    )
+    signin_account_free: int = Field(
+        default=5, ge=1, description="failed sign-ins per account before the backoff starts"
+    )
+    signin_address_free: int = Field(
+        default=20, ge=1, description="failed sign-ins per client address before the backoff"
+    )
+    signin_backoff_s: float = Field(default=1.0, gt=0, description="first lock; doubles after")
+    signin_backoff_max_s: float = Field(default=900.0, gt=0, description="longest lock")
+    signin_forget_s: float = Field(
+        default=3600.0, gt=0, description="a key with no failure this long starts from zero"
+    )
+    signin_redis_prefix: str = Field(
+        default="quarterdeck:signin:", description="Redis key prefix of the sign-in throttle"
     )
 
 
@@ -63,6 +84,9 @@ class ActionsSettings(BaseModel):
     soak_hours: float = Field(default=24.0, ge=0)
     replay_last: int = Field(default=500, ge=1)
     max_flip_pct: float = Field(default=5.0, ge=0, le=100)
+    max_not_evaluated_pct: float = Field(
+        default=10.0, ge=0, le=100, description="impact preview blocks above this share"
+    )
     bundle_tokens: dict[str, SecretStr] = Field(
         default_factory=dict, description="environment → bearer token for GET /bundles/<name>"
     )

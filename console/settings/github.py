@@ -6,7 +6,8 @@ import re
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-# Used only when demo mode is on and no secret is configured; printed at start for the demo.
+# Used only when demo mode is on and no secret is configured; printed at start for the demo
+# (docs/guide.md "Demo credentials"; the other receivers' demo tokens are in settings/ingest.py).
 DEMO_WEBHOOK_SECRET = "quarterdeck-demo-webhook-secret"  # noqa: S105 (demo only)
 DEMO_CI_TOKEN = "quarterdeck-demo-ci-token"  # noqa: S105 (demo only)
 _REPO = re.compile(r"[\w.-]+/[\w.-]+")

@@ -14,6 +14,15 @@ SIGNING_ALGORITHMS = frozenset(
 )
 
 
+# Demo only (`make run`): the bearer token per environment that `GET /bundles/<name>` serves
+# that environment's pin to; docs/examples/opa-demo.yaml uses the `stage` one.
+DEMO_BUNDLE_TOKENS = {
+    "dev": "quarterdeck-demo-bundles-dev",  # demo only
+    "stage": "quarterdeck-demo-bundles-stage",  # demo only
+    "prod": "quarterdeck-demo-bundles-prod",  # demo only
+}
+
+
 class OpaSettings(BaseModel):
     """Bearer tokens and size limits of the OPA receivers, how decisions are read, the registry.
 
@@ -26,6 +35,13 @@ class OpaSettings(BaseModel):
     status_token: SecretStr | None = None
     result_field: str = "allow"
     environment_label: str = "environment"
+    # Who an OPA is: this label, else `labels.id` (which OPA replaces with a new UUID on every
+    # start). Set it from the pod name: `labels: {instance: "${POD_NAME}"}`.
+    instance_label: str = "instance"
+    # An instance silent for more than this many of its own reporting intervals is `stale`:
+    # shown apart and not counted as drift (and never for less than `stale_min_s`).
+    stale_after_intervals: float = Field(default=3.0, gt=0)
+    stale_min_s: float = Field(default=300.0, ge=0)
     # OPA's default `upload_size_limit_bytes` is 32 KiB compressed; leave generous headroom.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
@@ -33,6 +49,8 @@ class OpaSettings(BaseModel):
     public_key: SecretStr | None = None
     key_id: str = "default"
     key_algorithm: str = "RS256"
+    # OPA's `signing.scope` of the OPAs the registry serves (empty: no scope signed).
+    signing_scope: str = ""
     s3_endpoint_url: str | None = None
 
     @field_validator("key_algorithm")

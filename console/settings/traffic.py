@@ -1,7 +1,8 @@
 """Settings for Prometheus, AWS/Route53 and failover probes.
 
 Names are part of the interface: `QUARTERDECK_PROMETHEUS__URL`, `QUARTERDECK_AWS__ENDPOINT_URL`,
-`QUARTERDECK_AWS__REGION`, `QUARTERDECK_ROUTE53__RECORDS`, `QUARTERDECK_FAILOVER__PRIMARY_DSN`,
+`QUARTERDECK_AWS__REGION`, `QUARTERDECK_AWS__MAX_ATTEMPTS`, `QUARTERDECK_ROUTE53__RECORDS`,
+`QUARTERDECK_ROUTE53__ZONE_IDS`, `QUARTERDECK_FAILOVER__PRIMARY_DSN`,
 `QUARTERDECK_FAILOVER__STANDBY_DSN`.
 """
 
@@ -36,13 +37,24 @@ class AwsSettings(BaseModel):
 
     endpoint_url: str | None = None
     region: str = "us-east-1"
-    max_attempts: int = Field(default=5, ge=1, description="botocore standard-mode retries")
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="botocore standard mode: tries per call, the first included (the only retries)",
+    )
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class Route53Settings(BaseModel):
     """Weighted record names to watch (e.g. `api.example.com`)."""
 
     records: list[str] = Field(default_factory=list)
+    zone_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="record → hosted zone id, for names held by several zones (split horizon)",
+    )
     poll_interval_s: float = Field(default=60.0, gt=0)
 
 

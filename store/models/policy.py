@@ -65,6 +65,10 @@ class OpaStatusReport(Base):
     code: Mapped[str | None] = mapped_column(String(100))
     message: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[datetime]
+    # `labels.id`: OPA's per-process UUID (instance_id is the configured identity label).
+    process_id: Mapped[str | None] = mapped_column(String(200))
+    # The decision_logs plugin as the report tells it: state, code/message/http_code, drops.
+    decision_logs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class BundleRevision(Base):

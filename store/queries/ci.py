@@ -7,6 +7,7 @@ data); durations are seconds, timestamps aware UTC.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from store.metrics import MetricValue, Window, metric
+from store.measures import MetricValue, Window
 from store.models import (
     CiJobMetric,
     CiRun,
@@ -26,6 +27,7 @@ from store.models import (
     PullRequestCommit,
 )
 from store.models.ci import GitHubDelivery, QuarantinedTest
+from store.queries.daily import grouped, span, split_by_time, window_index, within
 from store.queries.frames import as_utc, frame, percentile
 
 DEFAULT_PREVIEW_PATTERN = r"^(preview|pr-\d+)"
@@ -272,16 +274,6 @@ def waiting_shas_frame(
     )
 
 
-@metric(
-    "ci.pr_preview_lead_time",
-    unit="s",
-    page="/ci",
-    aggregations=("p50", "p95"),
-    definition="""Per (PR, head SHA): from the first CI run triggered for that SHA by the PR to
-    the first `success` deployment status of that SHA in a preview environment. Percentiles
-    (linear interpolation) over SHAs whose preview became ready in the window; SHAs still
-    waiting are counted apart, never dropped.""",
-)
 def _lead_time(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
     df = lead_time_frame(
         session,
@@ -289,26 +281,44 @@ def _lead_time(session: Session, window: Window, agg: str, params: dict[str, Any
         repo=params.get("repo"),
         preview_pattern=params.get("preview_pattern", DEFAULT_PREVIEW_PATTERN),
     )
+    return _lead_time_value(df, agg)
+
+
+def _lead_time_value(df: pd.DataFrame, agg: str) -> MetricValue:
     q = {"p50": 50.0, "p95": 95.0}[agg]
     return MetricValue(
         percentile(df["seconds"], q), len(df), f"{len(df)} SHAs with a ready preview"
     )
 
 
-@metric(
-    "ci.pr_preview_lead_time_change",
-    unit="ratio",
-    page="/ci",
-    aggregations=("p50", "p95"),
-    definition="""Relative change of the PR→preview lead-time percentile in the window against
-    the baseline window of the same length just before it (negative = faster).""",
-)
+def _lead_time_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """``ci.pr_preview_lead_time`` per consecutive window from one lead-time frame.
+
+    A SHA's lead time does not depend on the window asked for (its first preview success and
+    first PR run are its own), so the frame over the whole span, split by `preview_ready_at`,
+    holds exactly the rows of each window's own frame.
+    """
+    df = lead_time_frame(
+        session,
+        window=span(windows),
+        repo=params.get("repo"),
+        preview_pattern=params.get("preview_pattern", DEFAULT_PREVIEW_PATTERN),
+    )
+    return [_lead_time_value(part, agg) for part in split_by_time(df, "preview_ready_at", windows)]
+
+
 def _lead_time_change(
     session: Session, window: Window, agg: str, params: dict[str, Any]
 ) -> MetricValue:
     baseline = Window(window.start - (window.end - window.start), window.start)
     now = _lead_time(session, window, agg, params)
     before = _lead_time(session, baseline, agg, params)
+    return _change_value(now, before, agg)
+
+
+def _change_value(now: MetricValue, before: MetricValue, agg: str) -> MetricValue:
     if now.value is None or before.value is None or before.value == 0:
         return MetricValue(None, now.samples, "needs lead times in both the window and baseline")
     change = (now.value - before.value) / before.value
@@ -319,13 +329,25 @@ def _lead_time_change(
     )
 
 
-@metric(
-    "ci.cache_hit_ratio",
-    unit="ratio",
-    page="/ci",
-    definition="""Exact-key cache hits / cache lookups, from job metrics posted by CI
-    (the GitHub API exposes no hit ratio).""",
-)
+def _lead_time_change_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """``ci.pr_preview_lead_time_change`` per consecutive window from one lead-time frame."""
+    whole = span(windows)
+    baselines = [Window(w.start - (w.end - w.start), w.start) for w in windows]
+    df = lead_time_frame(
+        session,
+        window=Window(min(b.start for b in baselines), whole.end),
+        repo=params.get("repo"),
+        preview_pattern=params.get("preview_pattern", DEFAULT_PREVIEW_PATTERN),
+    )
+    out = []
+    for window, baseline in zip(windows, baselines, strict=True):
+        now, before = split_by_time(df, "preview_ready_at", [window, baseline])
+        out.append(_change_value(_lead_time_value(now, agg), _lead_time_value(before, agg), agg))
+    return out
+
+
 def _cache_hit_ratio(
     session: Session, window: Window, agg: str, params: dict[str, Any]
 ) -> MetricValue:
@@ -336,9 +358,32 @@ def _cache_hit_ratio(
     if params.get("repo"):
         stmt = stmt.where(CiJobMetric.repo == params["repo"])
     hits, lookups = session.execute(stmt).one()
+    return _cache_hit_value(hits, lookups)
+
+
+def _cache_hit_value(hits: Any, lookups: Any) -> MetricValue:
     if not lookups:
         return MetricValue(None, 0, "no cache lookups reported")
     return MetricValue(hits / lookups, int(lookups), f"{hits} hits / {lookups} lookups")
+
+
+def _cache_hit_ratio_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """``ci.cache_hit_ratio`` for consecutive windows in one grouped statement."""
+    index = window_index(CiJobMetric.finished_at, windows)
+    stmt = select(
+        index,
+        func.coalesce(func.sum(CiJobMetric.cache_hits), 0),
+        func.coalesce(func.sum(CiJobMetric.cache_lookups), 0),
+    ).where(within(CiJobMetric.finished_at, windows))
+    if params.get("repo"):
+        stmt = stmt.where(CiJobMetric.repo == params["repo"])
+    found = grouped(session, stmt.group_by(index), windows, ["hits", "lookups"])
+    return [
+        _cache_hit_value(0, 0) if r is None else _cache_hit_value(int(r["hits"]), int(r["lookups"]))
+        for r in found
+    ]
 
 
 # --------------------------------------------------------------------------------------------

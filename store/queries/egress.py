@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from store.metrics import MetricValue, Window, metric
+from store.measures import MetricValue, Window
 from store.models import ExportEvent
 from store.models.egress import EvidencePack
+from store.queries.daily import grouped, window_index, within
 from store.queries.frames import frame
 
 
@@ -36,15 +38,43 @@ def export_summary_frame(session: Session, *, window: Window) -> pd.DataFrame:
     return frame(session, stmt, ["tenant", "events", "covered", "r429", "r5xx", "r503", "bytes"])
 
 
-@metric(
-    "exports.token_watermark_coverage",
-    unit="ratio",
-    page="/egress",
-    definition="""Share of export events in the window that carried a valid token and the
-    watermark headers. Missing, invalid and expired tokens count against it.""",
-)
+def _summary_daily(session: Session, windows: Sequence[Window]) -> list[pd.DataFrame]:
+    """One-row export summaries (events, covered, r429, r5xx, r503) per consecutive window."""
+    covered = case(
+        ((ExportEvent.token_state == "valid") & ExportEvent.watermarked.is_(True), 1),  # noqa: S105
+        else_=0,
+    )
+    index = window_index(ExportEvent.ts, windows)
+    stmt = (
+        select(
+            index,
+            func.count(),
+            func.sum(covered),
+            func.sum(case((ExportEvent.status == 429, 1), else_=0)),
+            func.sum(case((ExportEvent.status >= 500, 1), else_=0)),
+            func.sum(case((ExportEvent.status == 503, 1), else_=0)),
+        )
+        .where(within(ExportEvent.ts, windows))
+        .group_by(index)
+    )
+    columns = ["events", "covered", "r429", "r5xx", "r503"]
+    return [
+        pd.DataFrame([] if r is None else [tuple(r[c] for c in columns)], columns=columns)
+        for r in grouped(session, stmt, windows, columns)
+    ]
+
+
 def _coverage(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
-    df = export_summary_frame(session, window=window)
+    return _coverage_value(export_summary_frame(session, window=window))
+
+
+def _coverage_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    return [_coverage_value(df) for df in _summary_daily(session, windows)]
+
+
+def _coverage_value(df: pd.DataFrame) -> MetricValue:
     events = int(df["events"].sum())
     if not events:
         return MetricValue(None, 0, "no export events")
@@ -52,17 +82,19 @@ def _coverage(session: Session, window: Window, agg: str, params: dict[str, Any]
     return MetricValue(covered / events, events, f"{events - covered} of {events} uncovered")
 
 
-@metric(
-    "exports.download_5xx",
-    unit="count",
-    page="/egress",
-    definition="""Export downloads answered with a 5xx in the window (rate limiting must answer
-    429, never 5xx). A limiter answering 503 is counted here and flagged.""",
-)
 def _download_5xx(
     session: Session, window: Window, agg: str, params: dict[str, Any]
 ) -> MetricValue:
-    df = export_summary_frame(session, window=window)
+    return _download_5xx_value(export_summary_frame(session, window=window))
+
+
+def _download_5xx_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    return [_download_5xx_value(df) for df in _summary_daily(session, windows)]
+
+
+def _download_5xx_value(df: pd.DataFrame) -> MetricValue:
     events = int(df["events"].sum())
     if not events:
         return MetricValue(None, 0, "no export events")

@@ -6,6 +6,7 @@ lag window (all indexed by run key or time), never the whole history.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from store.metrics import MetricValue, Window, metric
+from store.measures import MetricValue, Window
 from store.models import (
     FAILOVER_PHASES,
     FailoverEvent,
@@ -22,6 +23,7 @@ from store.models import (
     ReplicationLagSample,
     SyncRun,
 )
+from store.queries.daily import INDEX, Statement, span, split, tagged_union
 from store.queries.frames import frame
 
 LAG_STALE_AFTER = timedelta(minutes=15)
@@ -60,7 +62,11 @@ def phase_times(session: Session, run_key: str) -> dict[str, datetime]:
 
 def lag_at(session: Session, *, environment: str, at: datetime) -> float | None:
     """Replication lag (s) of the most lagging replica at ``at`` (latest sample within 15 min)."""
-    latest = session.execute(
+    return _max_lag(session.execute(_lag_stmt(environment, at)).all())
+
+
+def _lag_stmt(environment: str, at: datetime) -> Statement:
+    return (
         select(ReplicationLagSample.replica, ReplicationLagSample.ts, ReplicationLagSample.lag_s)
         .where(
             ReplicationLagSample.environment == environment,
@@ -69,9 +75,13 @@ def lag_at(session: Session, *, environment: str, at: datetime) -> float | None:
         )
         .order_by(ReplicationLagSample.ts.desc())
         .limit(50)
-    ).all()
+    )
+
+
+def _max_lag(newest_first: Sequence[Any]) -> float | None:
+    """The largest of each replica's newest lag among (replica, ts, lag_s) rows, newest first."""
     per_replica: dict[str, float] = {}
-    for replica, _ts, lag in latest:
+    for replica, _ts, lag in newest_first:
         per_replica.setdefault(str(replica), float(lag))
     return max(per_replica.values()) if per_replica else None
 
@@ -128,6 +138,36 @@ def _latest_run(
     session: Session, window: Window, params: dict[str, Any], column: str
 ) -> MetricValue:
     runs = runs_frame(session, window=window, environment=params.get("environment"))
+    return _latest_run_value(runs, column)
+
+
+def _latest_run_daily(
+    session: Session, windows: Sequence[Window], params: dict[str, Any], column: str
+) -> list[MetricValue]:
+    """The latest measured run per consecutive window, from the runs of the whole span.
+
+    A run belongs to the window its `failover_runs.started_at` falls in (as in `runs_frame`).
+    """
+    whole = span(windows)
+    runs = runs_frame(session, window=whole, environment=params.get("environment"))
+    started = dict(
+        session.execute(
+            select(FailoverRun.run_key, FailoverRun.started_at).where(
+                FailoverRun.started_at >= whole.start, FailoverRun.started_at < whole.end
+            )
+        ).all()
+    )
+    when = [started[key] for key in runs["run_key"]]
+    return [
+        _latest_run_value(
+            runs[pd.Series([w.start <= t < w.end for t in when], index=runs.index, dtype=bool)],
+            column,
+        )
+        for w in windows
+    ]
+
+
+def _latest_run_value(runs: pd.DataFrame, column: str) -> MetricValue:
     measured = runs[runs[column].notna()]
     if not len(measured):
         what = "no failover runs" if not len(runs) else f"{len(runs)} run(s), none measured yet"
@@ -138,42 +178,46 @@ def _latest_run(
     )
 
 
-@metric(
-    "failover.rto",
-    unit="s",
-    page="/failover",
-    aggregations=("latest",),
-    definition="""Promotion start (first "Started … failover"/promote event, or the drill's
-    start mark) → first successful write on the new primary; the latest measured run in the
-    window.""",
-)
 def _rto(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
     return _latest_run(session, window, params, "rto_s")
 
 
-@metric(
-    "failover.rpo",
-    unit="s",
-    page="/failover",
-    aggregations=("latest",),
-    definition="""Replication lag (seconds) at the moment promotion started; 0 for a verified
-    switchover. The latest measured run in the window.""",
-)
+def _rto_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    return _latest_run_daily(session, windows, params, "rto_s")
+
+
 def _rpo(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
     return _latest_run(session, window, params, "rpo_s")
 
 
-@metric(
-    "failover.replica_lag",
-    unit="s",
-    page="/failover",
-    state=True,
-    definition="""Replication lag of the most lagging replica as of the end of the window
-    (latest sample no older than 15 minutes; older means no data).""",
-)
+def _rpo_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    return _latest_run_daily(session, windows, params, "rpo_s")
+
+
 def _replica_lag(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
     env = params.get("environment", "stage")
-    lag = lag_at(session, environment=env, at=window.end)
+    return _replica_lag_value(lag_at(session, environment=env, at=window.end), env)
+
+
+def _replica_lag_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """``failover.replica_lag`` as of each window's end: the per-end selects as one statement."""
+    env = params.get("environment", "stage")
+    union = tagged_union(_lag_stmt(env, w.end) for w in windows).subquery()
+    stmt = select(*union.c).order_by(union.c[INDEX], union.c.ts.desc())
+    df = frame(session, stmt, [INDEX, "replica", "ts", "lag_s"])
+    return [
+        _replica_lag_value(_max_lag(list(part.itertuples(index=False))), env)
+        for part in split(df, len(windows))
+    ]
+
+
+def _replica_lag_value(lag: float | None, env: str) -> MetricValue:
     if lag is None:
         return MetricValue(None, 0, f"no lag sample from {env} in the last 15 min of the window")
     return MetricValue(lag, 1, f"{env}: {lag:.0f} s")

@@ -15,9 +15,20 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, func, literal_col
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
-from store.metrics import MetricValue, Window, metric
+from store.measures import MetricValue, Window
 from store.models import BundlePin, BundleRevision, OpaDecision, OpaStatusReport
 from store.models.policy import DECISION_FTS_TABLE, DECISION_SEARCH_DOCUMENT
+from store.queries.daily import (
+    INDEX,
+    Statement,
+    grouped,
+    span,
+    split,
+    split_by_time,
+    tagged_union,
+    window_index,
+    within,
+)
 from store.queries.frames import as_utc, frame, percentile
 
 DRIFT_COLUMNS = [
@@ -29,6 +40,9 @@ DRIFT_COLUMNS = [
     "drifted",
     "reported_at",
     "code",
+    "stale",
+    "silent_s",
+    "interval_s",
 ]
 
 
@@ -65,13 +79,17 @@ def latency_by_instance_frame(session: Session, *, window: Window) -> pd.DataFra
 
 
 def _latest_pins(session: Session, as_of: datetime) -> dict[tuple[str, str], str]:
+    return {(b, e): r for b, e, r in session.execute(_latest_pins_stmt(as_of)).all()}
+
+
+def _latest_pins_stmt(as_of: datetime) -> Statement:
     latest = (
         select(BundlePin.bundle, BundlePin.environment, func.max(BundlePin.pinned_at).label("at"))
         .where(BundlePin.pinned_at <= as_of)
         .group_by(BundlePin.bundle, BundlePin.environment)
         .subquery()
     )
-    stmt = select(BundlePin.bundle, BundlePin.environment, BundlePin.revision).join(
+    return select(BundlePin.bundle, BundlePin.environment, BundlePin.revision).join(
         latest,
         and_(
             BundlePin.bundle == latest.c.bundle,
@@ -79,7 +97,15 @@ def _latest_pins(session: Session, as_of: datetime) -> dict[tuple[str, str], str
             BundlePin.pinned_at == latest.c.at,
         ),
     )
-    return {(b, e): r for b, e, r in session.execute(stmt).all()}
+
+
+def _pins_daily(session: Session, windows: Sequence[Window]) -> list[dict[tuple[str, str], str]]:
+    """The latest pins as of each window's end, in one statement."""
+    pins: list[dict[tuple[str, str], str]] = [{} for _ in windows]
+    union = tagged_union(_latest_pins_stmt(w.end) for w in windows)
+    for i, b, e, r in session.execute(union).all():
+        pins[int(i)][(b, e)] = r
+    return pins
 
 
 def latest_status_frame(session: Session, *, as_of: datetime) -> pd.DataFrame:
@@ -87,6 +113,13 @@ def latest_status_frame(session: Session, *, as_of: datetime) -> pd.DataFrame:
 
     Columns: instance_id, environment, bundle, active_revision, reported_at, code.
     """
+    return frame(session, _latest_status_stmt(as_of), STATUS_COLUMNS)
+
+
+STATUS_COLUMNS = ["instance_id", "environment", "bundle", "active_revision", "reported_at", "code"]
+
+
+def _latest_status_stmt(as_of: datetime) -> Statement:
     latest = (
         select(
             OpaStatusReport.instance_id,
@@ -97,7 +130,7 @@ def latest_status_frame(session: Session, *, as_of: datetime) -> pd.DataFrame:
         .group_by(OpaStatusReport.instance_id, OpaStatusReport.bundle)
         .subquery()
     )
-    stmt = select(
+    return select(
         OpaStatusReport.instance_id,
         OpaStatusReport.environment,
         OpaStatusReport.bundle,
@@ -112,28 +145,127 @@ def latest_status_frame(session: Session, *, as_of: datetime) -> pd.DataFrame:
             OpaStatusReport.reported_at == latest.c.at,
         ),
     )
-    cols = ["instance_id", "environment", "bundle", "active_revision", "reported_at", "code"]
-    return frame(session, stmt, cols)
+
+
+def _status_daily(session: Session, windows: Sequence[Window]) -> list[pd.DataFrame]:
+    """The latest status frame as of each window's end, in one statement."""
+    df = frame(
+        session,
+        tagged_union(_latest_status_stmt(w.end) for w in windows),
+        [INDEX, *STATUS_COLUMNS],
+    )
+    return split(df, len(windows))
+
+
+@dataclass(frozen=True)
+class StaleRule:
+    """When an OPA instance counts as gone: silent for more than ``intervals`` × its own
+    reporting interval (the median gap of its last reports), and at least ``min_silence_s``.
+
+    An instance with a single report is given ``default_interval_s`` (OPA reports status on
+    every bundle poll; the default polling delay is 60–120 s).
+    """
+
+    intervals: float = 3.0
+    min_silence_s: float = 300.0
+    default_interval_s: float = 120.0
+    recent_reports: int = 11
+
+
+def report_intervals(
+    session: Session, *, as_of: datetime, recent: int = 11
+) -> dict[str, tuple[datetime, float | None]]:
+    """Per instance: (last report ≤ ``as_of``, median gap in s of its last ``recent`` reports)."""
+    return _intervals(frame(session, _report_times_stmt(as_of, recent), REPORT_TIME_COLUMNS))
+
+
+REPORT_TIME_COLUMNS = ["instance_id", "reported_at"]
+
+
+def _report_times_stmt(as_of: datetime, recent: int) -> Statement:
+    times = (
+        select(OpaStatusReport.instance_id, OpaStatusReport.reported_at)
+        .where(OpaStatusReport.reported_at <= as_of)
+        .group_by(OpaStatusReport.instance_id, OpaStatusReport.reported_at)
+        .subquery()
+    )
+    ranked = select(
+        times.c.instance_id,
+        times.c.reported_at,
+        func.row_number()
+        .over(partition_by=times.c.instance_id, order_by=times.c.reported_at.desc())
+        .label("n"),
+    ).subquery()
+    return (
+        select(ranked.c.instance_id, ranked.c.reported_at)
+        .where(ranked.c.n <= recent)
+        .order_by(ranked.c.instance_id, ranked.c.reported_at)
+    )
+
+
+def _intervals(df: pd.DataFrame) -> dict[str, tuple[datetime, float | None]]:
+    """(last report, median positive gap) per instance from its reports in time order."""
+    out: dict[str, tuple[datetime, float | None]] = {}
+    for inst, group in df.groupby("instance_id"):
+        stamps = list(group["reported_at"])
+        gaps = [(b - a).total_seconds() for a, b in pairwise(stamps)]
+        out[str(inst)] = (stamps[-1], percentile([g for g in gaps if g > 0], 50))
+    return out
 
 
 def drift_frame(
-    session: Session, *, as_of: datetime, environment: str | None = None
+    session: Session,
+    *,
+    as_of: datetime,
+    environment: str | None = None,
+    stale: StaleRule | None = None,
 ) -> pd.DataFrame:
     """Instances × bundles with active vs pinned revision as of ``as_of``; see DRIFT_COLUMNS.
 
     `drifted` is True when the active revision differs from the environment's pin, or the
-    instance reports an error code for the bundle. Rows without a pin are not drift.
+    instance reports an error code for the bundle. Rows without a pin are not drift. An
+    instance silent beyond its ``stale`` rule (default :class:`StaleRule`) is `stale`: shown,
+    never drift. `instance_id` is the identity label the status receiver stored.
     """
-    status = latest_status_frame(session, as_of=as_of)
+    rule = stale or StaleRule()
+    intervals = report_intervals(session, as_of=as_of, recent=rule.recent_reports)
+    return _drift_rows(
+        latest_status_frame(session, as_of=as_of),
+        _latest_pins(session, as_of),
+        environment,
+        staleness=_staleness(intervals, as_of, rule),
+    )
+
+
+def _staleness(
+    intervals: dict[str, tuple[datetime, float | None]], as_of: datetime, rule: StaleRule
+) -> dict[str, tuple[bool, float, float]]:
+    """instance → (stale, silent_s, interval_s)."""
+    out = {}
+    for inst, (last, gap) in intervals.items():
+        interval = gap if gap is not None else rule.default_interval_s
+        silent = (as_utc(as_of) - as_utc(last)).total_seconds()
+        out[inst] = (silent > max(rule.min_silence_s, rule.intervals * interval), silent, interval)
+    return out
+
+
+def _drift_rows(
+    status: pd.DataFrame,
+    pins: dict[tuple[str, str], str],
+    environment: str | None,
+    staleness: dict[str, tuple[bool, float, float]] | None = None,
+) -> pd.DataFrame:
     if environment:
         status = status[status["environment"] == environment]
-    pins = _latest_pins(session, as_of)
     rows = []
     for rec in status.itertuples(index=False):
         pinned = pins.get((str(rec.bundle), str(rec.environment or "")))
         # pandas turns a missing code into NaN (truthy): only a non-empty string is an error.
         code = rec.code if isinstance(rec.code, str) and rec.code else None
-        drifted = pinned is not None and (rec.active_revision != pinned or code is not None)
+        stale, silent, interval = (staleness or {}).get(str(rec.instance_id), (False, None, None))
+        drifted = (
+            pinned is not None and not stale and (rec.active_revision != pinned or code is not None)
+        )
         rows.append(
             (
                 rec.instance_id,
@@ -144,24 +276,29 @@ def drift_frame(
                 drifted,
                 rec.reported_at,
                 code,
+                stale,
+                silent,
+                interval,
             )
         )
     return pd.DataFrame(rows, columns=DRIFT_COLUMNS).astype({"code": object})
 
 
-@metric(
-    "policy.decision_log_latency",
-    unit="s",
-    page="/policy",
-    aggregations=("p50", "p99"),
-    definition="""`received_at − timestamp` per decision-log event (how long until a decision
-    is searchable here); percentile over decisions made in the window. OPA's default upload
-    delay (300–600 s) makes a 60 s target impossible: such instances are flagged.""",
-)
 def _decision_latency(
     session: Session, window: Window, agg: str, params: dict[str, Any]
 ) -> MetricValue:
-    df = latency_frame(session, window=window)
+    return _latency_value(latency_frame(session, window=window), agg)
+
+
+def _decision_latency_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """Per consecutive window, from one read of the span's (instance, timestamp, latency)."""
+    df = latency_frame(session, window=span(windows))
+    return [_latency_value(part, agg) for part in split_by_time(df, "timestamp", windows)]
+
+
+def _latency_value(df: pd.DataFrame, agg: str) -> MetricValue:
     q = {"p50": 50.0, "p99": 99.0}[agg]
     value = percentile(df["latency_s"], q)
     detail = f"{len(df)} decisions"
@@ -172,51 +309,98 @@ def _decision_latency(
     return MetricValue(value, len(df), detail)
 
 
-@metric(
-    "policy.drift",
-    unit="count",
-    page="/policy",
-    state=True,
-    definition="""OPA instances (by `labels.id`, latest status) whose active revision of a
-    bundle differs from the revision pinned for their environment, or that report a bundle
-    error. Counted as of the end of the window.""",
-)
 def _drift(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
-    df = drift_frame(session, as_of=window.end, environment=params.get("environment"))
+    rule = StaleRule(intervals=float(params.get("stale_intervals", StaleRule.intervals)))
+    return _drift_value(
+        drift_frame(session, as_of=window.end, environment=params.get("environment"), stale=rule)
+    )
+
+
+def _drift_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """``policy.drift`` as of each window's end: statuses, pins and report times (for
+    staleness), one statement each."""
+    env = params.get("environment")
+    rule = StaleRule(intervals=float(params.get("stale_intervals", StaleRule.intervals)))
+    union = tagged_union(_report_times_stmt(w.end, rule.recent_reports) for w in windows)
+    ordered = union.order_by(*[union.selected_columns[c] for c in (INDEX, *REPORT_TIME_COLUMNS)])
+    times = split(frame(session, ordered, [INDEX, *REPORT_TIME_COLUMNS]), len(windows))
+    return [
+        _drift_value(
+            _drift_rows(
+                status, pins, env, staleness=_staleness(_intervals(reports), window.end, rule)
+            )
+        )
+        for window, status, pins, reports in zip(
+            windows,
+            _status_daily(session, windows),
+            _pins_daily(session, windows),
+            times,
+            strict=True,
+        )
+    ]
+
+
+def _drift_value(df: pd.DataFrame) -> MetricValue:
     df = df[df["pinned_revision"].notna()]
     if not len(df):
         return MetricValue(None, 0, "no OPA status reports for a pinned bundle")
     # astype(bool): an empty object column would otherwise select columns, not rows.
-    drifted = df[df["drifted"].astype(bool)]
+    stale = sorted(set(df[df["stale"].astype(bool)]["instance_id"]))
+    live = df[~df["instance_id"].isin(stale)]
+    drifted = live[live["drifted"].astype(bool)]
     instances = sorted(set(drifted["instance_id"]))
     detail = "no drift" if not instances else "drifted: " + ", ".join(instances)
-    return MetricValue(float(len(instances)), int(df["instance_id"].nunique()), detail)
+    if stale:
+        detail += f"; {len(stale)} stale (not counted): " + ", ".join(stale)
+    if not len(live):
+        return MetricValue(None, 0, detail)
+    return MetricValue(float(len(instances)), int(live["instance_id"].nunique()), detail)
 
 
-@metric(
-    "policy.signed_active_share",
-    unit="ratio",
-    page="/policy",
-    state=True,
-    definition="""Share of (instance, bundle) pairs whose active revision is in the bundle
-    registry with a verified signature, as of the end of the window. Unknown, unsigned and
-    invalid revisions count against it.""",
-)
 def _signed_share(
     session: Session, window: Window, agg: str, params: dict[str, Any]
 ) -> MetricValue:
     status = latest_status_frame(session, as_of=window.end)
-    status = status[status["active_revision"].notna()]
-    if params.get("environment"):
-        status = status[status["environment"] == params["environment"]]
-    if not len(status):
-        return MetricValue(None, 0, "no OPA status reports")
-    verdicts = {
+    return _signed_value(session, status, params, None)
+
+
+def _signed_share_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """``policy.signed_active_share`` as of each window's end (statuses in one statement)."""
+    verdicts: dict[tuple[str, str], str] | None = None
+    out = []
+    for status in _status_daily(session, windows):
+        if verdicts is None and len(status):
+            verdicts = _verdicts(session)
+        out.append(_signed_value(session, status, params, verdicts))
+    return out
+
+
+def _verdicts(session: Session) -> dict[tuple[str, str], str]:
+    return {
         (b, r): s
         for b, r, s in session.execute(
             select(BundleRevision.bundle, BundleRevision.revision, BundleRevision.signature_status)
         ).all()
     }
+
+
+def _signed_value(
+    session: Session,
+    status: pd.DataFrame,
+    params: dict[str, Any],
+    verdicts: dict[tuple[str, str], str] | None,
+) -> MetricValue:
+    status = status[status["active_revision"].notna()]
+    if params.get("environment"):
+        status = status[status["environment"] == params["environment"]]
+    if not len(status):
+        return MetricValue(None, 0, "no OPA status reports")
+    if verdicts is None:
+        verdicts = _verdicts(session)
     signed = [
         verdicts.get((b, r)) == "verified"
         for b, r in zip(status["bundle"], status["active_revision"], strict=True)
@@ -232,13 +416,6 @@ def _signed_share(
     return MetricValue(sum(signed) / len(signed), len(signed), detail)
 
 
-@metric(
-    "policy.dry_run_share",
-    unit="ratio",
-    page="/policy",
-    definition="""Share of decisions in the window made in dry-run (instance label
-    `mode: dry-run` or a result with `dry_run: true`), optionally for one environment.""",
-)
 def _dry_run_share(
     session: Session, window: Window, agg: str, params: dict[str, Any]
 ) -> MetricValue:
@@ -249,9 +426,32 @@ def _dry_run_share(
     if params.get("environment"):
         stmt = stmt.where(OpaDecision.environment == params["environment"])
     total, dry = session.execute(stmt).one()
+    return _dry_run_value(total, dry)
+
+
+def _dry_run_value(total: Any, dry: Any) -> MetricValue:
     if not total:
         return MetricValue(None, 0, "no decisions")
     return MetricValue(dry / total, int(total), f"{dry} of {total} decisions in dry-run")
+
+
+def _dry_run_share_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """``policy.dry_run_share`` for consecutive windows in one grouped statement."""
+    index = window_index(OpaDecision.timestamp, windows)
+    stmt = select(
+        index,
+        func.count(),
+        func.coalesce(func.sum(func.cast(OpaDecision.dry_run, type_=_int_type())), 0),
+    ).where(within(OpaDecision.timestamp, windows))
+    if params.get("environment"):
+        stmt = stmt.where(OpaDecision.environment == params["environment"])
+    found = grouped(session, stmt.group_by(index), windows, ["total", "dry"])
+    return [
+        _dry_run_value(0, 0) if r is None else _dry_run_value(int(r["total"]), int(r["dry"]))
+        for r in found
+    ]
 
 
 def _int_type() -> Any:
@@ -260,25 +460,52 @@ def _int_type() -> Any:
     return Integer()
 
 
-@metric(
-    "policy.stage_soak",
-    unit="h",
-    page="/policy",
-    state=True,
-    definition="""Hours the revision pinned for the soak environment (default `stage`) has been
-    the active revision on every instance of that environment, as of the end of the window;
-    0 while any instance still runs another revision.""",
-)
 def _stage_soak(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
     env = params.get("environment", "stage")
-    bundle = params.get("bundle")
     as_of = window.end
-    pins = {k: v for k, v in _latest_pins(session, as_of).items() if k[1] == env}
-    if bundle:
-        pins = {k: v for k, v in pins.items() if k[0] == bundle}
+    pins = _soak_pins(_latest_pins(session, as_of), env, params.get("bundle"))
     if not pins:
         return MetricValue(None, 0, f"no bundle pinned for {env}")
-    stmt = (
+    return _soak_value(
+        pins, frame(session, _soak_reports_stmt(env, as_of), SOAK_COLUMNS), env, as_of
+    )
+
+
+def _stage_soak_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """``policy.stage_soak`` as of each window's end: pins in one statement, the environment's
+    reports up to the last end in another, cut at each end here."""
+    env = params.get("environment", "stage")
+    pins = [_soak_pins(p, env, params.get("bundle")) for p in _pins_daily(session, windows)]
+    reports = pd.DataFrame(columns=SOAK_COLUMNS)
+    if any(pins):
+        last = max(w.end for w in windows)
+        reports = frame(session, _soak_reports_stmt(env, last), SOAK_COLUMNS)
+    out = []
+    for window, pinned in zip(windows, pins, strict=True):
+        if not pinned:
+            out.append(MetricValue(None, 0, f"no bundle pinned for {env}"))
+            continue
+        upto = reports[[as_utc(t) <= window.end for t in reports["reported_at"]]]
+        out.append(_soak_value(pinned, upto.reset_index(drop=True), env, window.end))
+    return out
+
+
+SOAK_COLUMNS = ["instance_id", "bundle", "active_revision", "reported_at"]
+
+
+def _soak_pins(
+    pins: dict[tuple[str, str], str], env: str, bundle: str | None
+) -> dict[tuple[str, str], str]:
+    pins = {k: v for k, v in pins.items() if k[1] == env}
+    if bundle:
+        pins = {k: v for k, v in pins.items() if k[0] == bundle}
+    return pins
+
+
+def _soak_reports_stmt(env: str, as_of: datetime) -> Statement:
+    return (
         select(
             OpaStatusReport.instance_id,
             OpaStatusReport.bundle,
@@ -288,7 +515,11 @@ def _stage_soak(session: Session, window: Window, agg: str, params: dict[str, An
         .where(OpaStatusReport.environment == env, OpaStatusReport.reported_at <= as_of)
         .order_by(OpaStatusReport.reported_at)
     )
-    reports = frame(session, stmt, ["instance_id", "bundle", "active_revision", "reported_at"])
+
+
+def _soak_value(
+    pins: dict[tuple[str, str], str], reports: pd.DataFrame, env: str, as_of: datetime
+) -> MetricValue:
     reports = reports[reports["bundle"].isin([b for b, _ in pins])]
     if not len(reports):
         return MetricValue(None, 0, f"no status reports from {env}")
@@ -532,6 +763,12 @@ def get_decision(session: Session, decision_id: str) -> dict[str, Any] | None:
     return {c.key: getattr(found, c.key) for c in OpaDecision.__table__.columns}
 
 
+def newest_decision_at(session: Session) -> datetime | None:
+    """The timestamp of the newest stored decision (None when there is none)."""
+    value = session.scalar(select(func.max(OpaDecision.timestamp)))
+    return as_utc(value) if value is not None else None
+
+
 def decision_facets(session: Session, *, window: Window) -> dict[str, list[str]]:
     """Distinct instances, environments and paths seen in ``window`` (for search controls)."""
     in_window = and_(OpaDecision.timestamp >= window.start, OpaDecision.timestamp < window.end)
@@ -617,6 +854,124 @@ def upload_cadence_frame(session: Session, *, window: Window) -> pd.DataFrame:
             (inst, len(stamps), median, median is not None and median >= DEFAULT_DELAY_FLOOR_S)
         )
     return pd.DataFrame(rows, columns=["instance_id", "uploads", "median_gap_s", "default_delay"])
+
+
+DELIVERY_COLUMNS = [
+    "instance_id",
+    "environment",
+    "process_id",
+    "reported_at",
+    "state",
+    "code",
+    "message",
+    "dropped_chunks",
+    "dropped_buffer_full",
+    "dropped_total",
+    "processes",
+    "median_gap_s",
+    "lints",
+]
+_DROP_BYTES = "counter_decision_logs_dropped_buffer_size_limit_bytes_exceeded"
+_DROP_FULL = "counter_decision_logs_dropped_buffer_size_limit_exceeded"
+
+
+def delivery_lints(
+    *, median_gap_s: float | None, dropped_chunks: int, dropped_full: int, code: str | None
+) -> list[str]:
+    """What to fix in one instance's decision-log delivery (see docs/policy.md, "Lints")."""
+    lints = []
+    if median_gap_s is not None and median_gap_s >= DEFAULT_DELAY_FLOOR_S:
+        lints.append(
+            f"default-delay: uploads every ~{median_gap_s:.0f} s (OPA's default 300–600 s); set "
+            "decision_logs.reporting.min_delay_seconds/max_delay_seconds (e.g. 1/10)"
+        )
+    if dropped_chunks:
+        lints.append(
+            f"size-buffer: {dropped_chunks} chunk(s) dropped — the default `size` buffer loses "
+            "decisions during an outage; set decision_logs.reporting.buffer_type: event"
+        )
+    elif dropped_full:
+        lints.append(
+            f"buffer-full: {dropped_full} decision(s) dropped on a full buffer; raise "
+            "reporting.buffer_size_limit_events (event buffer) or shorten the delays"
+        )
+    if code:
+        lints.append(f"upload-failing: OPA reports {code} (see message)")
+    return lints
+
+
+def delivery_frame(session: Session, *, as_of: datetime, since: datetime) -> pd.DataFrame:
+    """Per OPA instance: what its status reports in [since, as_of] say about decision logs.
+
+    Columns DELIVERY_COLUMNS: the latest report's plugin `state`, `code`/`message` (set while
+    uploads fail), the drop counters — `dropped_chunks` (size buffer,
+    `…_bytes_exceeded`) and `dropped_buffer_full` (`…_size_limit_exceeded`) of the latest
+    process, `dropped_total` summed over every process seen (counters restart with OPA) —
+    the observed upload gap (of instances whose median decision-log latency is ≥ 120 s, so
+    that sparse traffic is not mistaken for OPA's default delay), and `lints`
+    (:func:`delivery_lints`).
+    """
+    stmt = (
+        select(
+            OpaStatusReport.instance_id,
+            OpaStatusReport.environment,
+            OpaStatusReport.process_id,
+            OpaStatusReport.reported_at,
+            OpaStatusReport.decision_logs,
+        )
+        .where(OpaStatusReport.reported_at >= since, OpaStatusReport.reported_at <= as_of)
+        .order_by(OpaStatusReport.instance_id, OpaStatusReport.reported_at)
+    )
+    df = frame(session, stmt, ["instance_id", "environment", "process_id", "reported_at", "dl"])
+    window = Window(since, as_of)
+    cadence = upload_cadence_frame(session, window=window)
+    # Sparse traffic also spaces uploads out: only a slow median latency confirms the delay.
+    latency = latency_by_instance_frame(session, window=window)
+    slow = set(latency[latency["p50_s"] >= DEFAULT_DELAY_FLOOR_S / 2]["instance_id"])
+    gaps = {
+        i: g
+        for i, g in zip(cadence["instance_id"], cadence["median_gap_s"], strict=True)
+        if i in slow
+    }
+    rows = []
+    for inst, group in df.groupby("instance_id"):
+        last = group.iloc[-1]
+        info = last["dl"] if isinstance(last["dl"], dict) else {}
+        per_process: dict[str, int] = {}
+        for process, dl in zip(group["process_id"], group["dl"], strict=True):
+            if isinstance(dl, dict):
+                seen = int(dl.get(_DROP_BYTES, 0)) + int(dl.get(_DROP_FULL, 0))
+                key = str(process)
+                per_process[key] = max(per_process.get(key, 0), seen)
+        # Decisions carry `labels.id`; map this instance's process ids to it as well.
+        candidates = [gaps.get(str(inst))] + [gaps.get(str(p)) for p in set(group["process_id"])]
+        known = [g for g in candidates if isinstance(g, float | int) and g == g]
+        median = float(max(known)) if known else None
+        chunks, full = int(info.get(_DROP_BYTES, 0)), int(info.get(_DROP_FULL, 0))
+        code = info.get("code")
+        rows.append(
+            (
+                inst,
+                last["environment"],
+                last["process_id"],
+                last["reported_at"],
+                info.get("state"),
+                code,
+                info.get("message"),
+                chunks,
+                full,
+                sum(per_process.values()),
+                len(set(group["process_id"])),
+                median,
+                delivery_lints(
+                    median_gap_s=median,
+                    dropped_chunks=max(chunks, 0),
+                    dropped_full=full,
+                    code=code if isinstance(code, str) else None,
+                ),
+            )
+        )
+    return pd.DataFrame(rows, columns=DELIVERY_COLUMNS)
 
 
 def bundle_revisions_frame(session: Session) -> pd.DataFrame:

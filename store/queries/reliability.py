@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -9,7 +10,7 @@ import pandas as pd
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from store.metrics import MetricValue, Window, metric
+from store.measures import MetricValue, Window
 from store.models import (
     ActionAudit,
     BundlePin,
@@ -20,6 +21,7 @@ from store.models import (
     Postmortem,
     SloSample,
 )
+from store.queries.daily import grouped, window_index, within
 from store.queries.frames import as_utc, frame
 from store.slo import (
     BURN_WINDOWS,
@@ -82,18 +84,29 @@ def incidents_frame(session: Session, *, window: Window) -> pd.DataFrame:
     return frame(session, stmt, cols)
 
 
-@metric(
-    "slo.error_budget_policy_coverage",
-    unit="ratio",
-    page="/reliability",
-    definition="""Share of services reporting SLO samples in the window that are covered by the
-    documented error-budget policy (`policy_services`); a policy nobody's data reaches is not
-    "in use".""",
-)
 def _policy_coverage(
     session: Session, window: Window, agg: str, params: dict[str, Any]
 ) -> MetricValue:
-    services = set(slo_frame(session, window=window)["service"])
+    return _policy_coverage_value(set(slo_frame(session, window=window)["service"]), params)
+
+
+def _policy_coverage_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """``slo.error_budget_policy_coverage`` per consecutive window in one grouped statement."""
+    index = window_index(SloSample.ts, windows)
+    stmt = (
+        select(index, SloSample.service)
+        .where(within(SloSample.ts, windows))
+        .group_by(index, SloSample.service)
+    )
+    services: list[set[str]] = [set() for _ in windows]
+    for i, service in session.execute(stmt).all():
+        services[int(i)].add(service)
+    return [_policy_coverage_value(found, params) for found in services]
+
+
+def _policy_coverage_value(services: set[str], params: dict[str, Any]) -> MetricValue:
     if not services:
         return MetricValue(None, 0, "no SLO samples")
     covered = services & set(params.get("policy_services") or [])
@@ -104,12 +117,6 @@ def _policy_coverage(
     return MetricValue(len(covered) / len(services), len(services), detail)
 
 
-@metric(
-    "incidents.postmortems_generated",
-    unit="count",
-    page="/reliability",
-    definition="""Postmortems generated (by the postmortem bot or the console) in the window.""",
-)
 def _postmortems(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
     count = (
         session.scalar(
@@ -127,11 +134,29 @@ def _postmortems(session: Session, window: Window, agg: str, params: dict[str, A
         )
         or 0
     )
+    return _postmortems_value(int(count), int(incidents))
+
+
+def _postmortems_value(count: int, incidents: int) -> MetricValue:
     if not count and not incidents:
         return MetricValue(None, 0, "no incidents and no postmortems recorded")
     return MetricValue(
-        float(count), int(count) + int(incidents), f"{count} postmortem(s), {incidents} incident(s)"
+        float(count), count + incidents, f"{count} postmortem(s), {incidents} incident(s)"
     )
+
+
+def _postmortems_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """``incidents.postmortems_generated`` per consecutive window: postmortems and incidents,
+    one grouped statement each."""
+    counts = []
+    for column in (Postmortem.generated_at, Incident.started_at):
+        index = window_index(column, windows)
+        stmt = select(index, func.count()).where(within(column, windows)).group_by(index)
+        found = grouped(session, stmt, windows, ["n"])
+        counts.append([0 if r is None else int(r["n"]) for r in found])
+    return [_postmortems_value(pm, inc) for pm, inc in zip(*counts, strict=True)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ step by the loader), so the Traffic page never scans months of 15-second samples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ import pandas as pd
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from store.metrics import MetricValue, Window, metric
+from store.measures import MetricValue, Window
 from store.models import (
     DnsWeightObservation,
     FailoverEvent,
@@ -23,6 +24,7 @@ from store.models import (
     TrafficSample,
 )
 from store.models.traffic import TrafficRollup
+from store.queries.daily import INDEX, Statement, split, tagged_union
 from store.queries.frames import frame
 
 RAW_MAX_WINDOW = timedelta(hours=6)
@@ -61,6 +63,13 @@ def weights_frame(
 
     Columns: record_name, record_type, set_identifier, weight, share (0–1), observed_at.
     """
+    return _with_share(frame(session, _weights_stmt(as_of, record_name), WEIGHT_COLUMNS))
+
+
+WEIGHT_COLUMNS = ["record_name", "record_type", "set_identifier", "weight", "observed_at"]
+
+
+def _weights_stmt(as_of: datetime, record_name: str | None) -> Statement:
     latest = (
         select(
             DnsWeightObservation.record_name,
@@ -97,9 +106,10 @@ def weights_frame(
     )
     if record_name:
         stmt = stmt.where(DnsWeightObservation.record_name == record_name.rstrip(".") + ".")
-    df = frame(
-        session, stmt, ["record_name", "record_type", "set_identifier", "weight", "observed_at"]
-    )
+    return stmt
+
+
+def _with_share(df: pd.DataFrame) -> pd.DataFrame:
     totals = df.groupby(["record_name", "record_type"])["weight"].transform("sum")
     df["share"] = (df["weight"] / totals.where(totals > 0)).fillna(0.0)
     return df
@@ -425,20 +435,27 @@ def latest_sample_at(session: Session) -> datetime | None:
     return value
 
 
-@metric(
-    "traffic.dns_weight_split_deviation",
-    unit="ratio",
-    page="/traffic",
-    state=True,
-    definition="""For the configured record, the largest gap between a weighted set's share of
-    the total weight and an equal split (50/50 for two regions), as of the end of the window.""",
-)
 def _weight_split(
     session: Session, window: Window, agg: str, params: dict[str, Any]
 ) -> MetricValue:
-    df = weights_frame(session, as_of=window.end, record_name=params.get("record_name"))
+    return _weight_split_value(
+        weights_frame(session, as_of=window.end, record_name=params.get("record_name"))
+    )
+
+
+def _weight_split_daily(
+    session: Session, windows: Sequence[Window], agg: str, params: dict[str, Any]
+) -> list[MetricValue]:
+    """``traffic.dns_weight_split_deviation`` as of each window's end, in one statement."""
+    stmt = tagged_union(_weights_stmt(w.end, params.get("record_name")) for w in windows)
+    df = frame(session, stmt, [INDEX, *WEIGHT_COLUMNS])
+    return [_weight_split_value(_with_share(part)) for part in split(df, len(windows))]
+
+
+def _weight_split_value(df: pd.DataFrame) -> MetricValue:
     if not len(df):
         return MetricValue(None, 0, "no weighted records observed")
+    df = df.sort_values(["record_name", "set_identifier"])  # the detail lists sets in name order
     equal = 1 / len(df)
     deviation = float((df["share"] - equal).abs().max())
     split = " / ".join(f"{s}={w}" for s, w in zip(df["set_identifier"], df["weight"], strict=True))

@@ -4,7 +4,7 @@ Kubernetes provider against an API emulator that honours resourceVersion (409) a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from actions.bundle_pin import (
 from actions.registry import ActionService
 from console.context import AppContext
 from store.models import BundleRevision, OpaDecision
+from tests.conftest import FIXED_NOW, FakeClock
 from tests.peers_actions import (
     BUNDLE,
     REV_1,
@@ -37,7 +38,7 @@ from tests.peers_actions import (
 
 SRE = Actor("sam", frozenset({"sre"}))
 ADMIN = Actor("ada", frozenset({"admin"}))
-NOW = datetime.now(UTC)
+NOW = FIXED_NOW  # the service's clock reads this instant too (see pin_service)
 
 
 @pytest.fixture
@@ -55,11 +56,19 @@ def loader(tmp_path: Path) -> Any:
     return load
 
 
-def pin_service(tmp_path: Path, *providers: Any, **config: Any) -> ActionService:
+def pin_service(
+    tmp_path: Path, *providers: Any, clock: FakeClock | None = None, **config: Any
+) -> ActionService:
+    clock = clock or FakeClock(NOW)
     action = PinOpaBundle(
-        list(providers) or [RegistryPins()], loader(tmp_path), PinConfig(**config)
+        list(providers) or [RegistryPins(clock=clock)],
+        loader(tmp_path),
+        PinConfig(**config),
+        clock=clock,
     )
-    return ActionService([action], ActionPolicy(live_environments=frozenset({"dev", "stage"})))
+    return ActionService(
+        [action], ActionPolicy(live_environments=frozenset({"dev", "stage"})), clock=clock
+    )
 
 
 def test_impact_preview_counts_the_known_flips_between_two_revisions(session: Session) -> None:
@@ -102,6 +111,25 @@ def test_impact_above_the_threshold_blocks_and_only_an_admin_override_passes(
     assert not refused.ok and "needs the admin role" in refused.message
     assert applied.ok, applied.message
     assert planned.plan.overrides == ["impact-preview"]
+
+
+def test_a_preview_that_could_not_evaluate_its_decisions_blocks_like_a_flip(
+    session: Session, tmp_path: Path
+) -> None:
+    record_decisions(session, "dev", at=NOW - timedelta(hours=1))
+    for decision in session.query(OpaDecision).filter(OpaDecision.decision_id != "dev-d0"):
+        decision.masked = ["/input/user"]  # OPA logged the input after system.log.mask
+    session.flush()
+    svc = pin_service(tmp_path, max_not_evaluated_pct=50)
+
+    planned = svc.plan(session, SRE, "opa.pin-bundle", {"bundle": BUNDLE, "revision": REV_1}, "dev")
+    assert planned.plan is not None
+    impact = next(r for r in planned.plan.rules if r["name"] == "impact-preview")
+
+    assert planned.blocked_by == ["impact-preview"]
+    assert "0 allow→deny, 0 deny→allow of 1 replayed" in impact["reason"]
+    assert "5 not evaluated (83.3%, limit 50%), mostly: input masked" in impact["reason"]
+    assert planned.plan.preview["impact"]["not_evaluated"] == 5
 
 
 def test_unknown_and_tampered_revisions_cannot_be_overridden(
@@ -168,12 +196,14 @@ def test_verify_waits_for_every_instance_to_report_the_revision(
 def test_verify_past_the_deadline_marks_the_pin_unverified_and_rollback_is_offered(
     session: Session, tmp_path: Path
 ) -> None:
-    svc = pin_service(tmp_path)
+    clock = FakeClock(NOW)
+    svc = pin_service(tmp_path, clock=clock)
     svc.policy = ActionPolicy(live_environments=frozenset({"dev"}), verify_timeout_s=0.0)
     report_status(session, "dev", ["dev-opa-1"], REV_1, at=NOW - timedelta(minutes=5))
     first = svc.plan(session, SRE, "opa.pin-bundle", {"bundle": BUNDLE, "revision": REV_1}, "dev")
     assert first.plan is not None
     svc.apply(session, SRE, first.plan.plan_id, reason="baseline", live=True)
+    clock.advance(minutes=1)
     second = svc.plan(session, SRE, "opa.pin-bundle", {"bundle": BUNDLE, "revision": REV_2}, "dev")
     assert second.plan is not None
     svc.apply(session, SRE, second.plan.plan_id, reason="roll", live=True)

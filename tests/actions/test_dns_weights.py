@@ -1,8 +1,9 @@
 """FlipDnsWeights against moto's Route 53 over real HTTP, and against recorded AWS answers.
 
 moto accepts batches the real service rejects and always answers healthy/INSYNC, so our own
-validation, the unhealthy and PENDING paths and the retry of `PriorRequestNotComplete` are driven
-by botocore's Stubber with responses shaped like the real service's.
+validation and the unhealthy and PENDING paths are driven by botocore's Stubber with responses
+shaped like the real service's. moto never throttles: a botocore `before-send` hook answers
+as a throttled Route 53 does, and the same hooks count our calls against HTTP attempts.
 """
 
 from __future__ import annotations
@@ -21,15 +22,24 @@ from actions.base import ActionPolicy, Actor, InvalidParams, PlanView
 from actions.dns_weights import (
     DnsFlipConfig,
     FlipDnsWeights,
-    Route53Weights,
     parse_weights,
     validate_batch,
 )
 from actions.registry import ActionService
+from console import clients
 from console.context import AppContext
+from providers.route53 import Route53
 from store.models import ActionAudit, HealthCheckObservation
 from store.models.actions import ActionPlan
-from tests.peers_actions import CREDS, RECORD, create_weighted_record, read_weights
+from tests.conftest import make_settings
+from tests.peers_actions import (
+    CREDS,
+    RECORD,
+    create_weighted_record,
+    read_weights,
+    route53_client,
+    throttle,
+)
 
 SRE = Actor("sam", frozenset({"sre"}))
 CAPTAIN = Actor("cara", frozenset({"captain"}))
@@ -42,9 +52,7 @@ def session(ctx: AppContext) -> Iterator[Session]:
 
 
 def service(client: Any, *, live: tuple[str, ...] = ("stage",), **config: Any) -> ActionService:
-    action = FlipDnsWeights(
-        lambda: Route53Weights(client, sleep=lambda _s: None), DnsFlipConfig(**config)
-    )
+    action = FlipDnsWeights(lambda: Route53(client, poll_s=0.01), DnsFlipConfig(**config))
     return ActionService([action], ActionPolicy(live_environments=frozenset(live)))
 
 
@@ -269,7 +277,7 @@ def test_collected_unhealthy_observations_block_the_target_when_live_status_fail
             "No health check exists with the specified ID",
             404,
         )
-        proposal = FlipDnsWeights(lambda: Route53Weights(client)).propose(
+        proposal = FlipDnsWeights(lambda: Route53(client)).propose(
             session, {"record": RECORD, "zone_id": "Z1", "weights": "us-east=30,us-west=70"}, "prod"
         )
 
@@ -327,7 +335,7 @@ def test_a_failing_live_health_check_blocks_the_region_gaining_weight(session: S
             },
         )
         stub.add_response("get_health_check_status", failure, {"HealthCheckId": "hc-west"})
-        proposal = FlipDnsWeights(lambda: Route53Weights(client)).propose(
+        proposal = FlipDnsWeights(lambda: Route53(client)).propose(
             session, {"record": RECORD, "zone_id": "Z1", "weights": "us-east=0,us-west=100"}, "prod"
         )
 
@@ -382,37 +390,45 @@ def test_invalid_change_batch_messages_are_shown_and_nothing_counts_as_applied(
             400,
             modeled_fields={"messages": [message]},
         )
-        outcome = FlipDnsWeights(lambda: Route53Weights(client)).apply(
-            session, _plan_view(), live=True
-        )
+        outcome = FlipDnsWeights(lambda: Route53(client)).apply(session, _plan_view(), live=True)
 
     assert not outcome.ok
     assert outcome.message == f"Route 53 refused the change: {message}"
 
 
-def test_prior_request_not_complete_is_retried_then_pending_is_waited_for_until_insync(
-    session: Session,
+def test_pending_is_waited_for_with_botocore_s_waiter_at_the_configured_delay(
+    session: Session, tmp_path: Any
 ) -> None:
     client = boto3.client("route53", region_name="us-east-1", **CREDS)
-    sleeps: list[float] = []
+    settings = make_settings(tmp_path, actions={"insync_poll_s": 0.01, "insync_timeout_s": 1})
+    waits: list[tuple[str, dict[str, Any]]] = []
+    get_waiter = client.get_waiter
+
+    def spy(name: str) -> Any:
+        waiter = get_waiter(name)
+        wait = waiter.wait
+
+        def recorded(**kwargs: Any) -> None:
+            waits.append((name, dict(kwargs["WaiterConfig"])))
+            wait(**kwargs)
+
+        waiter.wait = recorded
+        return waiter
+
+    client.get_waiter = spy
     with Stubber(client) as stub:
         _list(stub)
-        stub.add_client_error(
-            "change_resource_record_sets",
-            "PriorRequestNotComplete",
-            "The request was rejected because Route 53 was still processing a prior request.",
-            400,
-        )
         stub.add_response("change_resource_record_sets", _change_info("PENDING"))
-        stub.add_response("get_change", _change_info("PENDING"), {"Id": "/change/C0123456789ABC"})
-        stub.add_response("get_change", _change_info("INSYNC"), {"Id": "/change/C0123456789ABC"})
+        for status in ("PENDING", "PENDING", "INSYNC"):
+            stub.add_response("get_change", _change_info(status), {"Id": "/change/C0123456789ABC"})
         _list(stub, east=20, west=80)
-        provider = Route53Weights(client, sleep=sleeps.append, backoff_s=0.5, poll_s=2.0)
+        provider = clients.route53(settings, client)
         outcome = FlipDnsWeights(lambda: provider).apply(session, _plan_view(), live=True)
+        stub.assert_no_pending_responses()
 
-    assert outcome.ok and outcome.verified
-    assert sleeps == [0.5, 2.0]
+    assert outcome.ok and outcome.verified, outcome.message
     assert outcome.detail["status"] == "INSYNC"
+    assert waits == [("resource_record_sets_changed", {"Delay": 0.01, "MaxAttempts": 101})]
 
 
 def test_a_change_still_pending_after_the_bounded_wait_is_unverified(session: Session) -> None:
@@ -420,14 +436,109 @@ def test_a_change_still_pending_after_the_bounded_wait_is_unverified(session: Se
     with Stubber(client) as stub:
         _list(stub)
         stub.add_response("change_resource_record_sets", _change_info("PENDING"))
-        for _ in range(3):
+        for _ in range(3):  # 0.02 s at 0.01 s: the first GetChange and two more
             stub.add_response("get_change", _change_info("PENDING"))
         _list(stub)
-        provider = Route53Weights(client, sleep=lambda _s: None, poll_s=5.0, insync_timeout_s=10.0)
+        provider = Route53(client, poll_s=0.01, insync_timeout_s=0.02)
         outcome = FlipDnsWeights(lambda: provider).apply(session, _plan_view(), live=True)
+        stub.assert_no_pending_responses()
 
     assert outcome.ok and outcome.verified is False
     assert "still PENDING" in outcome.message
+
+
+def test_a_get_change_error_during_the_wait_is_unverified_not_a_crash(session: Session) -> None:
+    client = boto3.client("route53", region_name="us-east-1", **CREDS)
+    with Stubber(client) as stub:
+        _list(stub)
+        stub.add_response("change_resource_record_sets", _change_info("PENDING"))
+        stub.add_client_error("get_change", "NoSuchChange", "no change C0123456789ABC", 404)
+        outcome = FlipDnsWeights(lambda: Route53(client, poll_s=0.01)).apply(
+            session, _plan_view(), live=True
+        )
+
+    assert outcome.ok and outcome.verified is False
+    assert "not confirmed INSYNC (NoSuchChange: no change C0123456789ABC)" in outcome.message
+
+
+def test_prior_request_not_complete_is_retried_by_botocore_alone(
+    route53: Any, moto_url: str, session: Session
+) -> None:
+    zone, _ = create_weighted_record(route53)
+    client = route53_client(moto_url, max_attempts=2)
+    busy = throttle(
+        client,
+        "ChangeResourceRecordSets",
+        code="PriorRequestNotComplete",
+        message="The request was rejected because Route 53 was still processing a prior request.",
+        times=1,
+    )
+    svc = service(client)
+    planned = svc.plan(
+        session, SRE, "route53.flip-weights", {"record": RECORD, "weights": "us-east=40"}, "stage"
+    )
+    assert planned.plan is not None
+
+    applied = svc.apply(session, SRE, planned.plan.plan_id, reason="shift", live=True)
+
+    assert applied.ok, applied.message
+    assert (busy.calls, busy.sends) == (1, 2)  # our one call; botocore's second attempt landed
+    assert read_weights(route53, zone) == {"us-east": 40, "us-west": 50}
+
+
+def test_a_throttled_change_is_not_retried_by_our_code(
+    route53: Any, moto_url: str, session: Session
+) -> None:
+    zone, _ = create_weighted_record(route53)
+    client = route53_client(moto_url, max_attempts=2)
+    svc = service(client)
+    planned = svc.plan(
+        session, SRE, "route53.flip-weights", {"record": RECORD, "weights": "us-east=40"}, "stage"
+    )
+    assert planned.plan is not None
+    throttled = throttle(client, "ChangeResourceRecordSets")
+
+    applied = svc.apply(session, SRE, planned.plan.plan_id, reason="shift", live=True)
+
+    assert not applied.ok
+    assert "Route 53 refused the change: Throttling: Rate exceeded" in applied.message
+    assert (throttled.calls, throttled.sends) == (1, 2)
+    assert read_weights(route53, zone) == {"us-east": 50, "us-west": 50}
+
+
+def test_weighted_sets_are_followed_across_pages_by_set_identifier(session: Session) -> None:
+    """Real Route 53 may end a page inside one name+type and then names the next set (moto
+    does not: it ignores StartRecordIdentifier)."""
+    client = boto3.client("route53", region_name="us-east-1", **CREDS)
+    east, west = _sets()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "list_resource_record_sets",
+            {
+                "ResourceRecordSets": [east],
+                "IsTruncated": True,
+                "NextRecordName": RECORD,
+                "NextRecordType": "A",
+                "NextRecordIdentifier": "us-west",
+                "MaxItems": "1",
+            },
+            {"HostedZoneId": "Z1", "StartRecordName": RECORD, "MaxItems": "1"},
+        )
+        stub.add_response(
+            "list_resource_record_sets",
+            {"ResourceRecordSets": [west], "IsTruncated": False, "MaxItems": "1"},
+            {
+                "HostedZoneId": "Z1",
+                "StartRecordName": RECORD,
+                "StartRecordType": "A",
+                "StartRecordIdentifier": "us-west",
+                "MaxItems": "1",
+            },
+        )
+        sets = Route53(client, page_size=1).weighted_sets("Z1", RECORD)
+        stub.assert_no_pending_responses()
+
+    assert [rs["SetIdentifier"] for rs in sets] == ["us-east", "us-west"]
 
 
 def test_our_validation_catches_batches_moto_would_accept() -> None:
@@ -468,6 +579,12 @@ def test_a_name_held_by_two_zones_is_refused_unless_the_zone_is_given(
     named = svc.plan(session, SRE, "route53.flip-weights", params | {"zone_id": zone}, "stage")
 
     assert not guessed.ok and "several hosted zones are named example.com." in guessed.message
+    private = next(
+        z["Id"].split("/")[-1]
+        for z in route53.list_hosted_zones()["HostedZones"]
+        if z["Config"]["PrivateZone"]
+    )
+    assert f"{zone} public" in guessed.message and f"{private} private" in guessed.message
     assert named.ok, named.message
 
 

@@ -4,7 +4,7 @@ break-glass, the in-flight lock and the audit of every refusal (registry pins as
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from store.audit import verify_chain
 from store.db import session_factory, session_scope
 from store.models import ActionAudit, BundlePin, BundleRevision
 from store.models.actions import ActionApproval, ActionLock
+from tests.conftest import FIXED_NOW, FakeClock
 from tests.peers_actions import BUNDLE, REV_2, register_revisions, report_status
 
 VIEWER = Actor("vic", frozenset({"viewer"}))
@@ -25,7 +26,9 @@ SRE = Actor("sam", frozenset({"sre"}))
 SRE_2 = Actor("sid", frozenset({"sre"}))
 CAPTAIN = Actor("cara", frozenset({"captain"}))
 ADMIN = Actor("ada", frozenset({"admin"}))
-NOW = datetime.now(UTC)
+# Every time here comes from one fixed instant; the service reads the same instant, so no
+# expiry depends on how fast the suite runs or on the machine's clock.
+NOW = FIXED_NOW
 PARAMS = {"bundle": BUNDLE, "revision": REV_2}
 
 
@@ -42,9 +45,11 @@ def svc() -> ActionService:
     def load(revision: BundleRevision) -> bytes | None:
         return Path(revision.source).read_bytes()
 
+    clock = FakeClock(NOW)
     return ActionService(
-        [PinOpaBundle([RegistryPins()], load, PinConfig())],
+        [PinOpaBundle([RegistryPins(clock=clock)], load, PinConfig(), clock=clock)],
         ActionPolicy(live_environments=frozenset({"stage", "prod"}), approval_ttl_s=600),
+        clock=clock,
     )
 
 

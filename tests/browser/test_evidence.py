@@ -12,6 +12,7 @@ import requests
 from console.app import create_app
 from console.context import AppContext
 from evidence.pack import verify_pack
+from tests.browser.signin import add_and_sign_in
 from tests.conftest import free_port
 from tests.console.test_evidence import copy_demo
 
@@ -31,6 +32,8 @@ def test_evidence_page_builds_and_downloads_a_signed_pack(
     browser_available: None, dash_duo: Any, evidence_ctx: AppContext
 ) -> None:
     dash_duo.start_server(create_app(evidence_ctx), port=free_port())
+    # Building and linking packs needs the auditor role (docs/security.md).
+    add_and_sign_in(dash_duo, evidence_ctx, "mia", "auditor")
     dash_duo.wait_for_element(".qd-nav a[href='/evidence']", timeout=TIMEOUT).click()
     dash_duo.wait_for_text_to_equal(
         "#evidence-packs .qd-empty", "No evidence pack has been built yet.", timeout=TIMEOUT
@@ -42,7 +45,7 @@ def test_evidence_page_builds_and_downloads_a_signed_pack(
     response = requests.get(href, timeout=60)
 
     assert response.status_code == 200
-    assert response.headers["X-Export-User"] == "anonymous"
+    assert response.headers["X-Export-User"] == "mia"
     verdict = verify_pack(response.content)
     assert verdict.ok, verdict.problems
     assert verdict.watermark["export_id"] == response.headers["X-Export-Id"]
@@ -51,7 +54,7 @@ def test_evidence_page_builds_and_downloads_a_signed_pack(
     assert "sprint-27" in row.text
     # The list refreshes on its own and then names who downloaded the pack.
     dash_duo.wait_for_contains_text(
-        f".evidence-packs tr[data-pack='{pack_id}']", "anonymous", timeout=TIMEOUT
+        f".evidence-packs tr[data-pack='{pack_id}']", "mia", timeout=TIMEOUT
     )
     dash_duo.wait_for_contains_text(
         ".evidence-downloads", response.headers["X-Export-Id"], timeout=TIMEOUT

@@ -11,6 +11,7 @@ import pytest
 from collectors import failover as source
 from console.app import create_app
 from console.context import AppContext
+from tests.browser.signin import add_and_sign_in
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.browser
@@ -21,7 +22,9 @@ TIMEOUT = 30
 @pytest.fixture
 def failover_page(browser_available: None, dash_duo: Any, ctx: AppContext) -> Any:
     dash_duo.start_server(create_app(ctx), port=free_port())
-    dash_duo.wait_for_page(url=f"{dash_duo.server_url}/failover", timeout=TIMEOUT)
+    # Drills need the sre role (docs/security.md); reading the page needs nobody.
+    add_and_sign_in(dash_duo, ctx, "sam", "sre", next_path="/failover")
+    dash_duo.wait_for_element("#failover-body", timeout=TIMEOUT)
     dash_duo.wait_for_contains_text("#failover-body", "No failover run yet", TIMEOUT)
     return dash_duo
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from collectors import failover
 from store.models import ReplicationLagSample, SyncRun
 from store.queries.failover import get_run
-from tests.peers_traffic import PgPair, fixture_pg_pair, wait_until  # noqa: F401
+from tests.peers_traffic import PgPair, wait_until
 
 MAX_TICKS = 50  # bound on probe ticks while waiting for the promotion to be seen
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from collectors import failover
 from store.models import FailoverRun, SyncRun
 from store.queries.failover import get_run
-from tests.peers_traffic import boto_client, fixture_moto_endpoint, fixture_moto_url  # noqa: F401
+from tests.peers_traffic import boto_client
 
 
 def test_describe_events_from_moto_are_read_and_non_failover_events_ignored(

@@ -87,3 +87,23 @@ def test_status_report_keeps_history_per_instance_and_bundle(engine):
     with Session(engine) as session:
         rows = session.scalars(select(OpaStatusReport).order_by(OpaStatusReport.reported_at)).all()
     assert [(r.active_revision, r.code) for r in rows] == [("r41", None), ("r42", "bundle_error")]
+
+
+def test_decoding_never_raises_recursion_error_and_isolates_a_deep_event():
+    import gzip
+
+    import pytest
+
+    from collectors.opa import BadPayload, decode_chunk, decode_events
+
+    deep_body = gzip.compress(b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(BadPayload, match="nested deeper than"):
+        decode_chunk(deep_body, content_encoding="gzip", limit=10**7)
+    with pytest.raises(BadPayload, match="nested deeper than"):
+        decode_events(deep_body, content_encoding="gzip", limit=10**7)
+
+    deep_event = '{"decision_id":"deep","input":' + '{"a":' * 5000 + "1" + "}" * 5000 + "}"
+    chunk = gzip.compress(f'[{{"decision_id":"ok"}},{deep_event}]'.encode())
+    events, rejects = decode_events(chunk, content_encoding="gzip", limit=10**7)
+    assert events == [(0, {"decision_id": "ok"})]
+    assert [(i, r) for i, r, _ in rejects] == [(1, "item: JSON nested deeper than 200 levels")]

@@ -13,10 +13,7 @@ from collectors import prometheus
 from store.models import SyncRun, TrafficSample
 from store.models.traffic import TrafficRollup
 from tests.conftest import free_port
-from tests.peers_traffic import (
-    PrometheusPeer,
-    fixture_prometheus_peer,  # noqa: F401
-)
+from tests.peers_traffic import PrometheusPeer
 
 QUERIES = {
     signal: query.replace("[1m]", "[10s]")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,10 @@ from console.context import AppContext
 from console.http.auth import COOKIE
 from store.migrate import upgrade
 from store.models import ActionAudit
+from store.models.actions import ActionPlan
 from store.passwords import check_password, hash_password
 from tests.conftest import make_settings
+from tests.security.conftest import callback_body
 
 ORIGIN = {"Origin": "http://localhost"}
 PASSWORD = "correct horse battery"
@@ -120,36 +121,17 @@ def test_sign_out_ends_the_session_server_side(local: Any) -> None:
     assert client.get("/_dash-layout").status_code == 401
 
 
-def _callback_body(client: Any, trigger: str, **values: Any) -> dict[str, Any]:
-    deps = client.get("/_dash-dependencies").json
-    dep = next(d for d in deps if "actions-plan-id.data" in d["output"])
-
-    def item(spec: dict[str, Any]) -> Any:
-        if isinstance(spec["id"], str) and spec["id"].startswith("{"):
-            return []  # pattern-matching ALL with no matching component rendered
-        return {**spec, "value": values.get(spec["id"])}
-
-    outputs = [
-        {"id": o.split(".")[0], "property": o.split(".")[1]}
-        for o in dep["output"].strip(".").split("...")
-    ]
-    return {
-        "output": dep["output"],
-        "outputs": outputs,
-        "inputs": [item(i) for i in dep["inputs"]],
-        "state": [item(s) for s in dep["state"]],
-        "changedPropIds": [f"{trigger}.n_clicks"],
-    }
-
-
 def test_a_viewer_forging_the_action_callback_is_refused_server_side(local: Any) -> None:
-    context, client = local
+    context, _ = local
+    app = create_app(context)  # its callback_map names the callbacks the browser would call
+    app.server.test_client().get("/healthz")
+    client = app.server.test_client()
     sign_in(client, "sam")
-    plan_body = _callback_body(
-        client,
+    plan_body = callback_body(
+        app,
+        "console.pages.actions.make_plan",
         "actions-plan-btn",
-        **{
-            "actions-plan-btn": 1,
+        {
             "actions-kind": "opa.pin-bundle",
             "actions-env": "dev",
             "actions-bundle": "authz",
@@ -162,11 +144,11 @@ def test_a_viewer_forging_the_action_callback_is_refused_server_side(local: Any)
     client.post("/sign-out", headers=ORIGIN)
     sign_in(client, "vera")
 
-    forged = _callback_body(
-        client,
+    forged = callback_body(
+        app,
+        "console.pages.actions.act",
         "actions-apply-btn",
-        **{
-            "actions-apply-btn": 1,
+        {
             "actions-plan-id": plan_id,
             "actions-reason": "forged",
             "actions-live": ["live"],
@@ -175,11 +157,15 @@ def test_a_viewer_forging_the_action_callback_is_refused_server_side(local: Any)
     )
     response = client.post("/_dash-update-component", json=forged, headers=ORIGIN)
 
-    message = json.dumps(response.json["response"]["actions-message"])
-    assert "vera may not apply changes" in message
+    assert response.status_code == 403
+    assert response.json["permission"] == "action.apply"
+    assert "vera may not apply or rehearse a plan" in response.json["error"]
     with context.session() as session:
         last = session.scalars(select(ActionAudit).order_by(ActionAudit.seq.desc())).first()
     assert last is not None and (last.actor, last.outcome) == ("vera", "refused")
+    with context.session() as session:
+        plan = session.scalars(select(ActionPlan).where(ActionPlan.plan_id == plan_id)).one()
+    assert plan.status in ("planned", "blocked") and not plan.live
 
 
 def test_header_mode_trusts_the_proxy_only_from_its_address(tmp_path: Path) -> None:

@@ -68,10 +68,9 @@ def test_demo_records_its_collector_runs_and_rejects_for_ingest_health(demo_ctx)
 
 
 @pytest.mark.postgres
-def test_demo_on_postgresql_evaluates_exactly_like_sqlite(pg_ctx, demo_ctx):
-    seed_demo(pg_ctx.engine)
-    with pg_ctx.session() as pg, demo_ctx.session() as lite:
-        on_pg = evaluate_goals(pg, pg_ctx.sprint(), with_trend=True)
+def test_demo_on_postgresql_evaluates_exactly_like_sqlite(pg_demo_ctx, demo_ctx):
+    with pg_demo_ctx.session() as pg, demo_ctx.session() as lite:
+        on_pg = evaluate_goals(pg, pg_demo_ctx.sprint(), with_trend=True)
         on_sqlite = evaluate_goals(lite, demo_ctx.sprint(), with_trend=True)
     assert [(r.id, r.status, r.samples) for r in on_pg] == [
         (r.id, r.status, r.samples) for r in on_sqlite

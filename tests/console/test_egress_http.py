@@ -137,6 +137,7 @@ def test_retried_batch_adds_no_rows(console_url, egress_ctx):
         "duplicates": 0,
         "rejected": 0,
         "ignored": 0,
+        "rejects": [],
     }
     assert (retry.status_code, retry.json()["stored"], retry.json()["duplicates"]) == (200, 0, 5)
     assert _count(egress_ctx) == 5

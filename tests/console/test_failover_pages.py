@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import flask
 import pytest
 import typer
 from dash._callback_context import context_value
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from collectors import failover as source
 from console.app import create_app
+from console.auth.identity import Identity
 from console.cli import collect_traffic as _collect_traffic
 from console.cli.main import app as cli
 from console.components import failover as view
@@ -114,6 +116,7 @@ def test_drill_button_starts_marks_and_ends_a_run(ctx) -> None:
             AttributeDict(triggered_inputs=[{"prop_id": f"{button}.n_clicks", "value": 1}])
         )
         with dash_app.server.test_request_context("/_dash-update-component"):
+            flask.g.identity = Identity("sam", frozenset({"sre"}), "local")
             return failover.drill_action(1, 1, 1, "promoted")
 
     started = click(failover.DRILL_START)
@@ -127,23 +130,24 @@ def test_drill_button_starts_marks_and_ends_a_run(ctx) -> None:
     assert run is not None and not run.in_progress and "promoted" in run.phases
 
 
-def test_drill_button_is_refused_without_the_sre_role_outside_demo_mode(ctx) -> None:
+@pytest.mark.parametrize("who", [None, Identity("vera", frozenset({"viewer"}), "local")])
+def test_drill_button_is_refused_without_the_sre_role_even_in_demo_mode(ctx, who) -> None:
     dash_app = create_app(ctx)
     from console.pages import failover
 
-    ctx.settings.demo_mode = False
-    try:
-        context_value.set(
-            AttributeDict(
-                triggered_inputs=[{"prop_id": f"{failover.DRILL_START}.n_clicks", "value": 1}]
-            )
+    assert ctx.settings.demo_mode
+    context_value.set(
+        AttributeDict(
+            triggered_inputs=[{"prop_id": f"{failover.DRILL_START}.n_clicks", "value": 1}]
         )
-        with dash_app.server.test_request_context("/_dash-update-component"):
-            answer = failover.drill_action(1, None, None, None)
-    finally:
-        ctx.settings.demo_mode = True
+    )
+    with dash_app.server.test_request_context("/_dash-update-component"):
+        flask.g.identity = who
+        answer = failover.drill_action(1, None, None, None)
 
     assert answer.startswith("Refused")
+    with ctx.session() as session:
+        assert live_run(session, now=datetime.now(UTC)) is None
 
 
 def test_drill_cli_start_mark_end(tmp_path: Path) -> None:

@@ -82,15 +82,17 @@ def test_page_layout_and_callbacks_over_the_demo(demo_ctx: AppContext) -> None:
     from console.pages import policy as page
 
     page.layout()  # no I/O, renders
-    query, problems = page.parse_query(
+    query, problems, shown = page.parse_query(
         "verdict:deny instance:prod-opa-3", "", "", "all", 0, None, None
     )
     assert problems is None and query["allowed"] is False
+    # The demo has no decisions after its sprint: the sprint window is shown, and said so.
+    assert shown.startswith("Showing the selected window (2025-11-10")
     response = page.fetch_rows({"startRow": 0, "endRow": 50}, query)
     assert len(response["rowData"]) == 50 and response["rowCount"] is None
     assert {r["instance_id"] for r in response["rowData"]} == {"prod-opa-3"}
     assert {r["verdict"] for r in response["rowData"]} == {"deny"}
-    unchanged, message = page.parse_query("since:yesterday", "", "", "all", 0, None, None)
+    unchanged, message, _ = page.parse_query("since:yesterday", "", "", "all", 0, None, None)
     assert unchanged is dash.no_update
     assert "is not a date" in message[0].children
 
@@ -124,3 +126,39 @@ def test_issue_setting_names_map_onto_the_opa_settings() -> None:
     assert opa.logs_token is not None and opa.logs_token.get_secret_value() == "t0k"
     assert (opa.max_body_bytes, opa.bundle_source) == (4096, "s3://policy/opa")
     assert opa.public_key_material() == "PEM"
+
+
+def test_search_defaults_to_the_last_day_when_newer_decisions_exist() -> None:
+    start, end = datetime(2025, 11, 10, tzinfo=UTC), datetime(2025, 11, 24, tzinfo=UTC)
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    live = view.default_search_range(start, end, datetime(2026, 12, 1, 11, 59, tzinfo=UTC), now)
+    assert live[0] == datetime(2026, 11, 30, 12, tzinfo=UTC) and live[1] > now
+    assert live[2].startswith("Showing the last 24 h (2026-11-30T12:00")
+    past = view.default_search_range(start, end, datetime(2025, 11, 23, tzinfo=UTC), now)
+    assert past[:2] == (start, end) and "selected window" in past[2]
+    assert view.default_search_range(start, end, None, now)[:2] == (start, end)
+
+
+def test_drift_shows_stale_instances_apart_and_delivery_lints(demo_ctx: AppContext) -> None:
+    from store.queries.policy import StaleRule, delivery_frame, drift_frame
+
+    with demo_ctx.session() as session:
+        at_end = drift_frame(session, as_of=datetime(2025, 11, 19, 6, tzinfo=UTC))
+        today = drift_frame(session, as_of=datetime(2026, 12, 1, tzinfo=UTC), stale=StaleRule())
+        delivery = delivery_frame(
+            session,
+            as_of=datetime(2025, 11, 24, tzinfo=UTC),
+            since=datetime(2025, 11, 10, tzinfo=UTC),
+        )
+    # Reporting every 2 h, the demo OPAs are live at the sprint's end; a year later all stale.
+    assert not at_end["stale"].any() and set(at_end[at_end["drifted"]]["instance_id"]) == {
+        "prod-opa-3"
+    }
+    assert today["stale"].all() and not today["drifted"].any()
+    html_text = json.dumps(view.drift_table(today).to_plotly_json(), default=str)
+    assert "policy-stale" in html_text and "not counted as drift" in html_text
+    lints = dict(zip(delivery["instance_id"], delivery["lints"], strict=True))
+    assert [t.split(":")[0] for t in lints["prod-opa-3"]] == ["default-delay", "size-buffer"]
+    assert lints["prod-opa-1"] == []
+    table = json.dumps(view.delivery_table(delivery).to_plotly_json(), default=str)
+    assert "buffer_type: event" in table

@@ -13,7 +13,7 @@ import urllib.request
 import uuid
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,10 @@ from console.http.policy import make_blueprint
 from store.db import make_engine, session_factory
 from store.migrate import upgrade
 from store.models import BundlePin, IngestReject, OpaDecision, OpaStatusReport, SyncRun
-from tests.conftest import make_settings
+from tests.conftest import FIXED_NOW, make_settings
 
 TOKEN = "opa-test-token-8c1f"
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = FIXED_NOW  # a fixed past instant: nothing here may depend on when the suite runs
 
 
 def event(decision_id: str | None = None, **over: Any) -> dict[str, Any]:
@@ -355,5 +355,131 @@ def test_fields_the_store_cannot_hold_reject_the_event_not_the_chunk(receiver: R
     assert (body["stored"], body["rejected"]) == (2, 2)
     assert body["rejects"] == [
         "[1] labels.id: longer than 200 characters",
-        "[2] path: contains a NUL character",
+        "[2] path: contains a NUL character (\\u0000), which PostgreSQL cannot store",
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Poison-proof: one event of each kind the store cannot hold, over HTTP, on both dialects
+# --------------------------------------------------------------------------------------------
+
+
+def test_chunk_with_every_poison_kind_is_2xx_valid_stored_poison_dead_lettered(
+    tmp_path: Path, engine: Engine
+) -> None:
+    receiver = Receiver(make_ctx(tmp_path, engine))  # the default 64 MiB inflated limit
+    try:
+        _poison_chunk_round_trip(receiver)
+    finally:
+        receiver.close()
+
+
+def _poison_chunk_round_trip(receiver: Receiver) -> None:
+    valid = [event() for _ in range(3)]
+    deep_input = '{"a":' * 100_000 + "1" + "}" * 100_000
+    poison = {
+        "deep": json.dumps(event()).replace(
+            '"input": {', '"input": {"deep": ' + deep_input + ", ", 1
+        ),
+        "nul": json.dumps(event(input={"user": "an\x00a"})),
+        "surrogate": json.dumps(event()).replace('"allow": true', '"allow": true, "x": "\\ud800"'),
+        "oversize": json.dumps(event(input={"blob": "x" * (1024 * 1024 + 1)})),
+    }
+    text = (
+        "[" + ",".join([json.dumps(valid[0]), *poison.values(), *map(json.dumps, valid[1:])]) + "]"
+    )
+    body = gzip.compress(text.encode())
+
+    first = receiver.post("/ingest/opa/logs", body)
+    again = receiver.post("/ingest/opa/logs", body)
+
+    assert first[0] == 200, first[1]
+    assert (first[1]["stored"], first[1]["rejected"]) == (3, 4)
+    assert [r.split("]")[0] for r in first[1]["rejects"]] == ["[1", "[2", "[3", "[4"]
+    assert "nested deeper than" in first[1]["rejects"][0]
+    assert "input: contains a NUL character" in first[1]["rejects"][1]
+    assert "result: contains a lone surrogate" in first[1]["rejects"][2]
+    assert "limit per item" in first[1]["rejects"][3]
+    assert again[0] == 200
+    assert (again[1]["stored"], again[1]["duplicates"], again[1]["rejected"]) == (0, 3, 4)
+    assert count(receiver.ctx, OpaDecision) == 3
+    assert count(receiver.ctx, IngestReject) == 4
+
+
+# --------------------------------------------------------------------------------------------
+# Replay: every decision-log POST a real OPA 1.9 sent, byte-exact (gzip) with its own headers
+# --------------------------------------------------------------------------------------------
+
+WIRE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "captures" / "opa-wire"
+CAPTURED_TOKEN = "qd-test-bearer-token-not-secret"
+
+
+def captured_log_posts() -> list[tuple[str, list[tuple[str, str]], bytes]]:
+    """(name, headers as sent, body) of every captured `POST /qd/logs`."""
+    posts = []
+    for requests_file in sorted(WIRE.glob("runs/*/requests.jsonl")):
+        for line in requests_file.read_text().splitlines():
+            sent = json.loads(line)
+            if sent["method"] == "POST" and sent["path"].startswith("/qd/logs"):
+                body = (requests_file.parent / sent["body_file"]).read_bytes()
+                name = f"{requests_file.parent.name}/{sent['body_file']}"
+                posts.append((name, [tuple(h) for h in sent["headers"]], body))
+    for request_file in sorted(WIRE.glob("decision-logs/*.request.json")):
+        sent = json.loads(request_file.read_text())
+        body_file = request_file.with_name(request_file.name.replace(".request.json", ".json.gz"))
+        posts.append((body_file.name, [tuple(h) for h in sent["headers"]], body_file.read_bytes()))
+    return posts
+
+
+def test_every_captured_opa_decision_log_post_is_stored_as_opa_sent_it(
+    tmp_path: Path, engine: Engine
+) -> None:
+    posts = captured_log_posts()
+    if not posts:
+        from tests.conftest import peer_missing
+
+        peer_missing(f"the OPA wire captures are not at {WIRE}")
+    assert len(posts) >= 130  # 128 from the four runs + the two query-phase bodies
+    ctx = AppContext(
+        settings=make_settings(tmp_path, opa={"logs_token": CAPTURED_TOKEN}),
+        engine=engine,
+        sessions=session_factory(engine),
+    )
+    app = Flask("replay")
+    app.register_blueprint(make_blueprint(ctx))
+    client = app.test_client()
+    expected: dict[str, dict[str, Any]] = {}
+    for name, headers, body in posts:
+        sent_events = json.loads(gzip.decompress(body))  # what OPA meant, decoded independently
+        for sent in sent_events:
+            expected[sent["decision_id"]] = sent
+        forwarded = [(k, v) for k, v in headers if k.lower() not in ("host", "content-length")]
+        assert ("Authorization", f"Bearer {CAPTURED_TOKEN}") in forwarded
+
+        response = client.post("/ingest/opa/logs", data=body, headers=forwarded)
+
+        assert response.status_code == 200, (name, response.get_json())
+        answer = response.get_json()
+        assert answer["rejected"] == 0, (name, answer["rejects"])
+        assert answer["stored"] + answer["duplicates"] == len(sent_events), name
+    with ctx.session() as session:
+        rows = {d.decision_id: d for d in session.scalars(select(OpaDecision))}
+    assert set(rows) == set(expected)
+    assert len(rows) == 2278  # unique decisions across all captured bodies
+    for decision_id, sent in expected.items():
+        row = rows[decision_id]
+        result = sent.get("result")  # undefined decisions carry no `result` key
+        allowed = result if isinstance(result, bool) else None
+        if isinstance(result, dict) and isinstance(result.get("allow"), bool):
+            allowed = result["allow"]
+        assert (row.path, row.instance_id, row.opa_version) == (
+            sent["path"],
+            sent["labels"]["id"],
+            sent["labels"]["version"],
+        )
+        assert row.bundles == {"acme": sent["bundles"]["acme"]["revision"]}
+        assert row.allowed is allowed and row.result == result
+        assert row.input == sent.get("input")
+        assert row.erased == sent.get("erased", []) and row.masked == sent.get("masked", [])
+        assert row.requested_by == sent["requested_by"]
+        assert row.timestamp.isoformat()[:26] == sent["timestamp"][:26]

@@ -16,14 +16,7 @@ from console.jobs import traffic as traffic_pollers
 from console.settings import Settings
 from store.migrate import upgrade
 from store.models import DnsWeightObservation, ReplicationLagSample, TrafficSample
-from tests.peers_traffic import (  # noqa: F401
-    PgPair,
-    boto_client,
-    fixture_moto_endpoint,
-    fixture_moto_url,
-    fixture_pg_pair,
-    fixture_prometheus_peer,
-)
+from tests.peers_traffic import PgPair, boto_client
 
 
 @pytest.fixture
