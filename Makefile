@@ -43,9 +43,10 @@ lint: install-dev
 		echo "CI=true but docker-compose is missing (apt-get install docker-compose)"; exit 1; \
 	else echo "docker-compose not installed: compose file not validated"; fi
 
-## test: install dev extras, lint, then the whole pytest suite
+## test: install dev extras, lint, then the whole pytest suite (slowest 15 listed; target ≤ 6 min
+## on an idle 2-core machine: Alembic and the demo seed run once per dialect per session)
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 ## bench: run the benchmarks under benchmarks/ (on demand; prints ratios)
 bench: install-dev

@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import logging
+import re
 import tarfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -119,6 +120,32 @@ def same_document(a: Any, b: Any) -> bool:
 MASKED = "input masked by system.log.mask before logging: OPA decided on another input"
 
 
+def _policy_text(files: dict[str, bytes]) -> str:
+    """The candidate's decision policies as text (`system/` — the log mask itself — left out)."""
+    return "\n".join(
+        content.decode("utf-8", "replace")
+        for name, content in files.items()
+        if name.endswith(".rego") and not name.lstrip("/").startswith("system/")
+    )
+
+
+def _mask_may_matter(decision: OpaDecision, policy_text: str) -> bool:
+    """Whether a masked/erased part of the logged input could change the candidate's answer.
+
+    Conservative: it may matter unless no field name of any masked or erased path appears in
+    the candidate's policies at all (e.g. an erased `/input/user/token` under a policy that
+    never reads a `token`). Then the logged input decides exactly as the original did.
+    """
+    paths = [*(decision.erased or []), *(decision.masked or [])]
+    for path in paths:
+        names = [part for part in str(path).split("/") if part and part != "input"]
+        if not names:
+            return True  # the whole input was masked
+        if re.search(rf"\b{re.escape(names[-1])}\b", policy_text):
+            return True
+    return False
+
+
 def replay_decisions(
     files: dict[str, bytes],
     decisions: list[OpaDecision],
@@ -141,8 +168,9 @@ def replay_decisions(
             report.skip(f"the candidate's data cannot be read: {exc}")
         return report
     queued: list[tuple[OpaDecision, rego.Query]] = []
+    policy_text = _policy_text(files)
     for decision in decisions:
-        if decision.erased or decision.masked:
+        if _mask_may_matter(decision, policy_text):
             report.skip(MASKED)
             continue
         nd_cache = getattr(decision, "nd_builtin_cache", None)  # when the store records it

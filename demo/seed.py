@@ -342,11 +342,13 @@ def _job_reports(
 
 
 DEMO_SIGNING_KEY_ID = "demo"  # `keys.demo` and `bundles.authz.signing.keyid: demo` in OPA
-DEMO_POLICY = (
-    b"package acme.authz\n\nimport rego.v1\n\ndefault allow := false\n\n"
+DEMO_RULES = (
+    b"import rego.v1\n\ndefault allow := false\n\n"
     b'allow if input.user.roles[_] == "sre"\n'
     b'allow if {\n\tinput.method == "GET"\n\tinput.user.roles[_] == "viewer"\n}\n'
 )
+DEMO_POLICY = b"package acme.authz\n\n" + DEMO_RULES
+"""One package per decision path of the demo (`acme.authz`, `acme.deploy`, `acme.exports`)."""
 
 
 def demo_bundle_files(revision: str) -> dict[str, bytes]:
@@ -365,6 +367,8 @@ def demo_bundle_files(revision: str) -> dict[str, bytes]:
             {"revision": revision, "roots": ["acme"]}, separators=(",", ":")
         ).encode(),
         "/acme/authz/policy.rego": DEMO_POLICY,
+        "/acme/deploy/policy.rego": b"package acme.deploy\n\n" + DEMO_RULES,
+        "/acme/exports/policy.rego": b"package acme.exports\n\n" + DEMO_RULES,
         "/acme/data.json": data.encode(),
     }
 
@@ -486,13 +490,18 @@ def decision_chunks(
             path = rng.choice(POLICY_PATHS)
             user = rng.choice(users)
             roles = ["sre"] if user in ("ana", "bo") else ["viewer"]
-            allow = "sre" in roles or rng.random() < (0.55 if revision == REV_NEW else 0.7)
-            result: dict[str, Any] = {"allow": allow}
-            if env == "dev":
-                result["dry_run"] = True
+            if "sre" not in roles:
+                rng.random()  # the draw an earlier demo made here: keeps the seeded stream
+            decision_id = _uuid(rng)
+            logged_path = path if rng.random() < 0.8 else "/" + path
+            method = rng.choice(("GET", "POST"))
+            resource = rng.choice(("deployments", "exports", "flags"))
+            # What the demo policy itself answers (every revision ships the same rules), so the
+            # impact preview replays these decisions and finds what OPA would.
+            result = "sre" in roles or (method == "GET" and "viewer" in roles)
             buffer.append(
                 {
-                    "decision_id": _uuid(rng),
+                    "decision_id": decision_id,
                     "labels": {
                         "id": instance,
                         "version": "1.4.2",
@@ -500,11 +509,11 @@ def decision_chunks(
                         **({"mode": "dry-run"} if env == "dev" else {}),
                     },
                     "bundles": {BUNDLE: {"revision": revision}},
-                    "path": path if rng.random() < 0.8 else "/" + path,
+                    "path": logged_path,
                     "input": {
                         "user": {"name": user, "roles": roles, "token": "***"},
-                        "method": rng.choice(("GET", "POST")),
-                        "resource": rng.choice(("deployments", "exports", "flags")),
+                        "method": method,
+                        "resource": resource,
                     },
                     "result": result,
                     "erased": ["/input/user/token"],

@@ -117,7 +117,9 @@ def test_bytes_that_differ_from_the_registry_are_refused(seeded: AppContext) -> 
         path.unlink()
 
 
-def test_a_pin_of_the_older_demo_revision_has_a_valid_signature(seeded: AppContext) -> None:
+def test_a_pin_of_the_older_demo_revision_passes_every_rule_and_awaits_approval(
+    seeded: AppContext,
+) -> None:
     from demo.seed import REV_OLD
 
     service = build_service(seeded.settings)
@@ -136,11 +138,14 @@ def test_a_pin_of_the_older_demo_revision_has_a_valid_signature(seeded: AppConte
     assert signature["passed"], signature["reason"]
     assert signature["reason"] == "signature verified (key demo)"
     assert "tampered" not in str(rules)
-    # Every rule of this change passes but the impact preview (issue 11 item 7, another
-    # change: it replays masked demo inputs); that one is overridable, nothing else blocks.
-    blocking = {name for name, r in rules.items() if not r["passed"]}
-    assert blocking <= {"impact-preview"}, rules
-    assert all(rules[name]["overridable"] for name in blocking)
+    # The demo erases `/input/user/token`, which the demo policy never reads: the decisions are
+    # replayed (not "not evaluated"), and the older revision flips none of them.
+    blocking = {name: r["reason"] for name, r in rules.items() if not r["passed"]}
+    assert blocking == {}, blocking
+    assert "0 not evaluated" in rules["impact-preview"]["reason"] or (
+        "not evaluated" not in rules["impact-preview"]["reason"]
+    ), rules["impact-preview"]["reason"]
+    assert answer.ok and answer.plan.status == "planned", answer.message
 
 
 def test_a_stored_copy_is_served_as_stored(ctx: AppContext, tmp_path: Path) -> None:
@@ -220,7 +225,7 @@ def test_the_demo_opa_config_matches_what_make_run_serves(seeded: AppContext) ->
     problem, key_id, files = opa_verdict(
         read_bundle(served.data), keys, SigningConfig(bundle["signing"]["keyid"])
     )
-    assert (problem, key_id, files) == (None, "demo", 3)
+    assert (problem, key_id, files) == (None, "demo", 5)  # manifest, data, three policies
     status = client.post(
         "/ingest/opa/status",
         json={

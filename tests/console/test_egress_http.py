@@ -325,21 +325,40 @@ def test_redis_limit_is_shared_by_two_workers(egress_ctx, pack_id):
     assert codes == [200, 200, 200, 200, 429, 429]
 
 
-def test_link_endpoint_issues_a_signed_url_for_the_current_user(console_url, pack_id):
+def test_link_endpoint_issues_a_signed_url_for_the_signed_in_auditor(
+    egress_ctx, console_url, pack_id
+):
+    from console.auth.users import add_user
+
+    with egress_ctx.session() as session:
+        add_user(session, "mia", "mia-auditor-password", ["auditor"])
     same_origin = {"Origin": console_url}
-    response = requests.post(
+    anonymous = requests.post(
         f"{console_url}/api/evidence/packs/{pack_id}/link", headers=same_origin, timeout=10
     )
-    missing = requests.post(
+    browser = requests.Session()
+    signed_in = browser.post(
+        f"{console_url}/sign-in",
+        data={"username": "mia", "password": "mia-auditor-password", "next": "/"},
+        headers=same_origin,
+        allow_redirects=False,
+        timeout=30,
+    )
+    response = browser.post(
+        f"{console_url}/api/evidence/packs/{pack_id}/link", headers=same_origin, timeout=10
+    )
+    missing = browser.post(
         f"{console_url}/api/evidence/packs/ev-nope/link", headers=same_origin, timeout=10
     )
 
+    assert anonymous.status_code == 401  # nobody mints a download link signed out
+    assert signed_in.status_code in (302, 303)
     assert response.status_code == 200
     assert response.json()["url"].startswith(f"/evidence/packs/{pack_id}/download?token=")
     assert missing.status_code == 404
     download = requests.get(console_url + response.json()["url"], timeout=60)
     assert download.status_code == 200
-    assert download.headers["X-Export-User"] == "anonymous"
+    assert download.headers["X-Export-User"] == "mia"
 
 
 def test_incident_receiver_refuses_a_bad_batch_whole_and_retries_add_nothing(egress_ctx, tmp_path):

@@ -191,3 +191,33 @@ def test_drift_on_an_empty_store_says_why_there_is_no_data(engine):
         result = evaluate_check(session, drift, W, now=W.end)
     assert result.status == "no_data"
     assert result.reason == "no data: no OPA status reports for a pinned bundle"
+
+
+def test_query_modules_import_no_metric_registry():
+    """The registry (store.metrics) imports the query modules, never the other way round."""
+    import ast
+
+    registry = {"store.metrics", "store.goals", "store.queries.catalog"}
+    offenders = []
+    for path in sorted((ROOT / "store" / "queries").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [f"{path.name}: {n}" for n in names if n in registry]
+    assert offenders == []
+
+
+def test_every_metric_is_registered_explicitly_with_a_definition():
+    from store.metrics import BASE_UNITS, METRICS, known_metrics
+
+    assert len(METRICS) == len(known_metrics()) >= 17
+    for metric in METRICS:
+        assert metric.unit in BASE_UNITS
+        assert metric.definition and "  " not in metric.definition
+        assert metric.fn.__module__ == metric.daily.__module__
+        assert metric.fn.__module__.startswith("store.queries.")
