@@ -55,7 +55,7 @@ def signing_config(settings: OpaSettings) -> SigningConfig:
 
 
 def _context() -> AppContext:
-    from console.cli.main import _context as cli_context
+    from console.cli.common import _context as cli_context
 
     return cli_context()
 

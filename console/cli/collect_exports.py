@@ -18,7 +18,7 @@ DEFAULT_ROUTES = r"^/(exports|evidence|legacy/reports)/"
 
 
 def _ctx() -> Any:
-    from console.cli.main import _context
+    from console.cli.common import _context
 
     return _context()
 

@@ -20,7 +20,7 @@ IntervalOption = Annotated[
 
 
 def _ctx() -> Any:
-    from console.cli.main import _context
+    from console.cli.common import _context
 
     return _context()
 

@@ -33,7 +33,7 @@ def build(
     ] = None,
 ) -> None:
     """Build the sprint's evidence pack, record it, and write it (signed) to OUT."""
-    from console.cli.main import _context
+    from console.cli.common import _context
     from console.evidence_service import build_pack, local_user
     from evidence.pack import EvidenceError
     from evidence.signing import SigningKeyError

@@ -26,7 +26,7 @@ EnvOption = Annotated[
 
 
 def _ctx() -> Any:
-    from console.cli.main import _context
+    from console.cli.common import _context
 
     return _context()
 

@@ -6,17 +6,14 @@ the console uses. Errors a person can fix are printed as one line and exit non-z
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
+from console.cli.common import EXIT_CONFIG, EXIT_DATABASE, _context, _fail, _settings
 from console.context import AppContext
-from console.settings import Settings
-from store.db import DatabaseUnavailable, check_connection
 from store.goals import SprintConfigError, evaluate_goals, load_sprint, with_unit
 
 app = typer.Typer(
@@ -36,44 +33,6 @@ def _add_command_groups() -> None:
 
     for module in (collect, actions, bundles, failover, evidence, postmortem, audit, users):
         app.add_typer(module.app, name=module.NAME)
-
-
-EXIT_CONFIG = 2
-EXIT_DATABASE = 3
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        lines = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()]
-        raise _fail("invalid settings: " + "; ".join(lines), EXIT_CONFIG) from exc
-
-
-def _context(*, require_db: bool = True) -> AppContext:
-    settings = _settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Alembic announces its dialect on every schema check (each /readyz): keep that quiet.
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
-    try:
-        ctx = AppContext.from_settings(settings)
-        if require_db:
-            check_connection(ctx.engine)
-    except DatabaseUnavailable as exc:
-        raise _fail(str(exc), EXIT_DATABASE) from exc
-    except Exception as exc:  # an unparsable URL, a missing driver
-        from store.db import safe_url
-
-        url = safe_url(settings.resolved_database_url)
-        raise _fail(f"cannot use database {url}: {exc}", EXIT_DATABASE) from exc
-    return ctx
 
 
 @db_app.command("upgrade")

@@ -15,7 +15,7 @@ app = typer.Typer(no_args_is_help=True, help="Postmortems (IX-1303).")
 
 
 def _ctx() -> Any:
-    from console.cli.main import _context
+    from console.cli.common import _context
 
     return _context()
 

@@ -25,6 +25,15 @@ def store_error_panel(message: str) -> html.Div:
     )
 
 
+def refusal_panel(message: str) -> html.Div:
+    """A refusal: the signed-in user (or nobody) lacks the role; says which role is needed."""
+    return html.Div(
+        [html.H2("Not allowed", className="qd-error-title"), html.P(message)],
+        className="qd-error",
+        role="alert",
+    )
+
+
 def config_error_panel(problems: Sequence[str]) -> html.Div:
     """Every problem of an invalid sprint file, one per line (never a stack trace)."""
     return html.Div(

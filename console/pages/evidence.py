@@ -83,7 +83,7 @@ def build(_clicks: int, slug: str | None) -> tuple[Any, Any]:
     ctx = get_context()
     user, refused = service.authorized_user(BUILD_PERMISSION)
     if user is None:
-        return errors.store_error_panel(f"Refused: {refused}."), no_update
+        return errors.refusal_panel(f"Refused: {refused}."), no_update
     try:
         pack = service.build_pack(ctx, slug or ctx.settings.default_sprint, user=user, render=False)
     except (SigningKeyError, EvidenceError) as exc:
@@ -154,7 +154,7 @@ def issue_link(clicks: list[int | None]) -> Any:
     ctx = get_context()
     user, refused = service.authorized_user(LINK_PERMISSION)
     if user is None:
-        return errors.store_error_panel(f"Refused: {refused}.")
+        return errors.refusal_panel(f"Refused: {refused}.")
     pack_id = str(trigger["pack"])
     url, exp = service.signed_download_url(ctx, pack_id, user=user)
     return download_link(

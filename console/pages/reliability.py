@@ -273,7 +273,7 @@ def generate(
     ctx = get_context()
     user, refused = _actor(POSTMORTEM_PERMISSION)
     if user is None:
-        return errors.store_error_panel(f"Refused: {refused}.")
+        return errors.refusal_panel(f"Refused: {refused}.")
     if not incident_key:
         return html.P("Choose an incident first.", className="qd-empty")
     cfg = service.config(ctx)
@@ -329,7 +329,7 @@ def add_incident(
     ctx = get_context()
     user, refused = _actor(INCIDENT_PERMISSION)
     if user is None:
-        return errors.store_error_panel(f"Refused: {refused}.")
+        return errors.refusal_panel(f"Refused: {refused}.")
     item = {
         "key": key or None,
         "title": title or None,

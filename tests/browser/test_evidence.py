@@ -33,7 +33,7 @@ def test_evidence_page_builds_and_downloads_a_signed_pack(
 ) -> None:
     dash_duo.start_server(create_app(evidence_ctx), port=free_port())
     # Building and linking packs needs the auditor role (docs/security.md).
-    add_and_sign_in(dash_duo, evidence_ctx, "mia", "auditor")
+    add_and_sign_in(dash_duo, evidence_ctx, "max", "auditor")
     dash_duo.wait_for_element(".qd-nav a[href='/evidence']", timeout=TIMEOUT).click()
     dash_duo.wait_for_text_to_equal(
         "#evidence-packs .qd-empty", "No evidence pack has been built yet.", timeout=TIMEOUT
@@ -45,7 +45,7 @@ def test_evidence_page_builds_and_downloads_a_signed_pack(
     response = requests.get(href, timeout=60)
 
     assert response.status_code == 200
-    assert response.headers["X-Export-User"] == "mia"
+    assert response.headers["X-Export-User"] == "max"
     verdict = verify_pack(response.content)
     assert verdict.ok, verdict.problems
     assert verdict.watermark["export_id"] == response.headers["X-Export-Id"]
@@ -54,7 +54,7 @@ def test_evidence_page_builds_and_downloads_a_signed_pack(
     assert "sprint-27" in row.text
     # The list refreshes on its own and then names who downloaded the pack.
     dash_duo.wait_for_contains_text(
-        f".evidence-packs tr[data-pack='{pack_id}']", "mia", timeout=TIMEOUT
+        f".evidence-packs tr[data-pack='{pack_id}']", "max", timeout=TIMEOUT
     )
     dash_duo.wait_for_contains_text(
         ".evidence-downloads", response.headers["X-Export-Id"], timeout=TIMEOUT

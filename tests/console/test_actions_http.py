@@ -358,7 +358,7 @@ def test_demo_users_are_seeded_once(ctx: AppContext) -> None:
         second = feed(session)["users"]
         sam = authenticate(session, "sam", demo_password("sam"))
 
-    assert (first.stored, second.stored, second.duplicates) == (4, 0, 4)
+    assert (first.stored, second.stored, second.duplicates) == (5, 0, 5)  # one per role
     assert sam is not None and sam.roles == frozenset({"sre"})
     with ctx.session() as session, pytest.raises(Exception, match="already exists"):
         add_user(session, "sam", "another-password-1", ["sre"])
