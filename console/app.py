@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dash import Dash
 
+from console import callbacks as page_callbacks
 from console import shell
 from console.context import AppContext
 from console.http import actions, api, auth, bundles, ci, egress, metrics, policy, traffic
@@ -20,24 +21,9 @@ PAGES_DIR = CONSOLE_DIR / "pages"
 ASSETS_DIR = CONSOLE_DIR.parent / "assets"
 
 
-def _forget_unserved_callbacks() -> None:
-    """Drop `dash.callback`s that an earlier app registered but never took over.
-
-    Dash executes every page file anew for each app and hands the globally registered callbacks
-    to whichever app serves its first request. An app built and never served (a test calling
-    callbacks directly) would otherwise leave its page callbacks behind, and the next app would
-    send them to the browser twice (duplicate outputs).
-    """
-    from dash import _callback
-
-    _callback.GLOBAL_CALLBACK_LIST.clear()
-    _callback.GLOBAL_CALLBACK_MAP.clear()
-
-
 def create_app(ctx: AppContext) -> Dash:
     """Build the console for ``ctx``: pages, shell layout and callbacks, `/healthz` and `/api/*`."""
     set_context(ctx)
-    _forget_unserved_callbacks()
     app = Dash(
         "console",
         use_pages=True,
@@ -50,6 +36,8 @@ def create_app(ctx: AppContext) -> Dash:
     )
     app.layout = shell.layout
     shell.register_callbacks(app)
+    # The pages were executed by Dash() above; their callbacks are registered on this app only.
+    page_callbacks.register(app)
     app.server.register_blueprint(api.make_api(ctx))
     # Sign-in first: its before_app_request hook sets the identity every later handler reads.
     for module in (auth, metrics, actions, bundles, ci, egress, policy, traffic):

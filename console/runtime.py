@@ -1,6 +1,6 @@
 """The AppContext that page callbacks work with, set once by `create_app`.
 
-Dash Pages load page modules by file and their `dash.callback`s cannot take extra arguments, so the
+Dash Pages load page modules by file and their callbacks cannot take extra arguments, so the
 context lives here instead of being closed over.
 """
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, g, jsonify, request
-from sqlalchemy import select
 
 from actions.registry import Response as ActionResponse
 from actions.registry import plan_dict
@@ -18,7 +17,7 @@ from console.context import AppContext
 from console.http.receivers import request_json
 from console.wiring import build_service
 from store.audit import verify_chain
-from store.models.actions import ActionPlan
+from store.queries.actions import recent_plans
 
 
 def _answer(result: ActionResponse) -> tuple[Response, int]:
@@ -65,10 +64,7 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
     def plans() -> Response:
         limit = min(int(request.args.get("limit", "50")), 500)
         with ctx.session() as session:
-            rows = session.scalars(
-                select(ActionPlan).order_by(ActionPlan.requested_at.desc()).limit(limit)
-            ).all()
-            return jsonify([plan_dict(p) for p in rows])
+            return jsonify([plan_dict(p) for p in recent_plans(session, limit=limit)])
 
     @bp.post("/api/actions/plan")
     def plan() -> tuple[Response, int]:

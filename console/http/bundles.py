@@ -20,14 +20,14 @@ import threading
 from collections import OrderedDict
 
 from flask import Blueprint, Response, request
-from sqlalchemy import select
 
 from console.context import AppContext
 from console.http.receivers import bearer_matches, error
 from console.settings import Settings
 from console.settings.opa import DEMO_BUNDLE_TOKENS
 from console.wiring import load_bundle
-from store.models import BundlePin, BundleRevision
+from store.models import BundleRevision
+from store.queries.actions import pinned_revision
 
 log = logging.getLogger(__name__)
 
@@ -105,23 +105,12 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
             response.headers["WWW-Authenticate"] = 'Bearer realm="quarterdeck"'
             return response, status
         with ctx.session() as session:
-            pin = session.scalar(
-                select(BundlePin)
-                .where(BundlePin.bundle == name, BundlePin.environment == env)
-                .order_by(BundlePin.pinned_at.desc(), BundlePin.id.desc())
-                .limit(1)
-            )
             # A Kubernetes-pinned OPA asks for its revision in the resource (`?revision=`).
-            wanted = request.args.get("revision") or (pin.revision if pin else None)
-            if wanted is None:
-                return error(404, f"no revision of {name} is pinned for {env}")
-            revision = session.scalar(
-                select(BundleRevision).where(
-                    BundleRevision.bundle == name, BundleRevision.revision == wanted
-                )
+            wanted, revision = pinned_revision(
+                session, name, env, wanted=request.args.get("revision")
             )
-            if revision is not None:
-                session.expunge(revision)
+        if wanted is None:
+            return error(404, f"no revision of {name} is pinned for {env}")
         if revision is None:
             return error(404, f"revision {wanted} of {name} is not registered")
         if revision.signature_status == "invalid":

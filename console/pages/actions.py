@@ -14,10 +14,11 @@ from typing import Any
 
 import dash
 import flask
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from actions.registry import plan_dict
 from console.auth.users import actor_of
+from console.callbacks import callback
 from console.components import actions as view
 from console.runtime import get_context
 from console.wiring import build_service

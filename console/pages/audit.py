@@ -7,8 +7,9 @@ import logging
 from typing import Any
 
 import dash
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, dcc, html
 
+from console.callbacks import callback
 from console.components import actions as view
 from console.components import errors
 from console.runtime import get_context

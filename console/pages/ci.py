@@ -10,8 +10,9 @@ import logging
 from typing import Any
 
 import dash
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 
+from console.callbacks import callback
 from console.components import ci as view
 from console.components import errors
 from console.runtime import get_context

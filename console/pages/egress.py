@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 
 import dash
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, dcc, html
 
+from console.callbacks import callback
 from console.components import errors
 from console.components.egress import egress_view
 from console.runtime import get_context

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dash
-from dash import ALL, Input, Output, State, callback, dcc, html, no_update
+from dash import ALL, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
 from console import evidence_service as service
+from console.callbacks import callback
 from console.components import errors
 from console.components.evidence import LINK_BUTTON, download_link, downloads_table, packs_table
 from console.runtime import get_context

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dash
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from collectors import failover as source
+from console.callbacks import callback
 from console.components import errors
 from console.components import failover as view
 from console.components.ingest import format_timestamp

@@ -9,8 +9,9 @@ import logging
 from datetime import UTC, datetime
 
 import dash
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, dcc, html
 
+from console.callbacks import callback
 from console.components import errors
 from console.components import goals as board
 from console.runtime import get_context

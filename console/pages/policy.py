@@ -16,8 +16,9 @@ from typing import Any
 
 import dash
 import dash_ag_grid as dag
-from dash import ALL, MATCH, Input, Output, State, callback, dcc, html, no_update
+from dash import ALL, MATCH, Input, Output, State, dcc, html, no_update
 
+from console.callbacks import callback
 from console.components import errors
 from console.components import policy as view
 from console.runtime import get_context

@@ -14,10 +14,11 @@ from typing import Any
 
 import dash
 import plotly.graph_objects as go
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from collectors import incidents as incident_source
 from console import evidence_service as service
+from console.callbacks import callback
 from console.components import errors
 from console.components.reliability import (
     budget_table,

@@ -10,8 +10,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import dash
-from dash import Input, Output, callback, dcc, html
+from dash import Input, Output, dcc, html
 
+from console.callbacks import callback
 from console.components import errors
 from console.components import traffic as view
 from console.runtime import get_context

@@ -1,4 +1,5 @@
-"""Read side for guarded actions: recent plans, one plan, the newest audit rows (for the pages)."""
+"""Read side for guarded actions: recent plans, one plan, the newest audit rows, the revision a
+bundle pin serves (for the pages and handlers, which run no ORM query of their own)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.models import ActionAudit
+from store.models import ActionAudit, BundlePin, BundleRevision
 from store.models.actions import ActionPlan
 
 
@@ -40,3 +41,31 @@ def recent_audit(session: Session, *, limit: int) -> list[dict[str, Any]]:
         }
         for r in session.scalars(select(ActionAudit).order_by(ActionAudit.seq.desc()).limit(limit))
     ]
+
+
+def pinned_revision(
+    session: Session, bundle: str, environment: str, *, wanted: str | None = None
+) -> tuple[str | None, BundleRevision | None]:
+    """The revision to serve for ``bundle`` in ``environment`` and its registry row.
+
+    ``wanted`` (a Kubernetes-pinned OPA's `?revision=`) overrides the newest pin. Returns
+    (revision name or None when nothing is pinned, the registered row or None); the row is
+    expunged so the caller may read it after the session closes.
+    """
+    pin = session.scalar(
+        select(BundlePin)
+        .where(BundlePin.bundle == bundle, BundlePin.environment == environment)
+        .order_by(BundlePin.pinned_at.desc(), BundlePin.id.desc())
+        .limit(1)
+    )
+    name = wanted or (pin.revision if pin else None)
+    if name is None:
+        return None, None
+    revision = session.scalar(
+        select(BundleRevision).where(
+            BundleRevision.bundle == bundle, BundleRevision.revision == name
+        )
+    )
+    if revision is not None:
+        session.expunge(revision)
+    return name, revision
