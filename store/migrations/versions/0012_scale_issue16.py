@@ -1,0 +1,21 @@
+"""Schema for scale issue16 (one migration per capability, linear chain).
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-01
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0012"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """No change yet: the capability's engineer adds its tables and columns here."""
+
+
+def downgrade() -> None:
+    """Undo :func:`upgrade`."""
