@@ -113,6 +113,7 @@ class ActionPolicy:
     live_environments: frozenset[str] = frozenset()
     production_environments: frozenset[str] = frozenset({"prod"})
     approval_ttl_s: float = 3600.0
+    plan_ttl_s: float = 86400.0  # a plan not applied within this is stale: plan again
     lock_ttl_s: float = 900.0
     verify_timeout_s: float = 300.0
 

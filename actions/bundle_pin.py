@@ -19,7 +19,7 @@ import tarfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -38,7 +38,9 @@ from actions.base import (
     RuleResult,
     state_token,
 )
+from store.ingest import utcnow
 from store.models import BundlePin, BundleRevision, OpaDecision, OpaStatusReport
+from store.queries.policy import StaleRule, drift_frame
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +175,7 @@ def replay_decisions(
         if _mask_may_matter(decision, policy_text):
             report.skip(MASKED)
             continue
-        nd_cache = getattr(decision, "nd_builtin_cache", None)  # when the store records it
+        nd_cache = decision.nd_builtin_cache  # NULL for rows stored before OPA sent it
         queued.append(
             (
                 decision,
@@ -393,6 +395,14 @@ class PinConfig:
     max_not_evaluated_pct: float = 10.0
     result_field: str = "allow"
     replay_timeout_s: float = 60.0
+    # Verify ignores an OPA silent for more than this many of its own reporting intervals (and
+    # at least stale_min_s): a stopped or restarted process is gone, not drifted.
+    stale_after_intervals: float = StaleRule.intervals
+    stale_min_s: float = StaleRule.min_silence_s
+
+    @property
+    def stale_rule(self) -> StaleRule:
+        return StaleRule(intervals=self.stale_after_intervals, min_silence_s=self.stale_min_s)
 
 
 class PinOpaBundle(GuardedAction):
@@ -574,11 +584,20 @@ class PinOpaBundle(GuardedAction):
         return outcome
 
     def verify(self, session: Session, plan: PlanView) -> bool | None:
-        """True once every OPA instance of the environment reports the revision active."""
-        drift = policy_drift(
-            session, plan.after["bundle"], plan.environment, plan.after["revision"]
+        """True once every live OPA instance of the environment reports the revision active.
+
+        Instances are the status receiver's identity label (a restarted OPA stays one), and
+        stale ones (see `PinConfig.stale_rule`) are left out, as the drift goal leaves them out.
+        """
+        drift = pin_drift(
+            session,
+            plan.after["bundle"],
+            plan.environment,
+            plan.after["revision"],
+            as_of=self.clock(),
+            stale=self.config.stale_rule,
         )
-        if drift["instances"] and not drift["drifted"]:
+        if drift.instances and not drift.drifted:
             return True
         return None
 
@@ -592,22 +611,60 @@ class PinOpaBundle(GuardedAction):
         }
 
 
-def policy_drift(session: Session, bundle: str, environment: str, revision: str) -> dict[str, Any]:
-    """Latest status per OPA instance of the environment: which do not run ``revision``."""
-    latest = (
-        select(OpaStatusReport.instance_id, func.max(OpaStatusReport.reported_at).label("at"))
-        .where(OpaStatusReport.environment == environment, OpaStatusReport.bundle == bundle)
-        .group_by(OpaStatusReport.instance_id)
-        .subquery()
+@dataclass(frozen=True)
+class PinDrift:
+    """Where a revision stands in an environment: live instances, which of them do not run it
+    (or report an error for the bundle), and the stale ones left out of both."""
+
+    instances: int
+    drifted: list[str]
+    stale: list[str]
+
+
+def pin_drift(
+    session: Session,
+    bundle: str,
+    environment: str,
+    revision: str,
+    *,
+    as_of: datetime | None = None,
+    stale: StaleRule | None = None,
+) -> PinDrift:
+    """Latest status per OPA instance of the environment (store.queries.policy.drift_frame):
+    which live instances do not run ``revision``; stale instances are listed apart.
+
+    Compared with ``revision`` itself, not with the registry's pin, so a Kubernetes pin (no
+    `BundlePin` row) verifies the same way.
+    """
+    df = drift_frame(
+        session,
+        as_of=as_of if as_of is not None else utcnow(),
+        environment=environment,
+        stale=stale,
     )
-    rows = session.execute(
-        select(OpaStatusReport.instance_id, OpaStatusReport.active_revision, OpaStatusReport.code)
-        .join(
-            latest,
-            (OpaStatusReport.instance_id == latest.c.instance_id)
-            & (OpaStatusReport.reported_at == latest.c.at),
-        )
-        .where(OpaStatusReport.environment == environment, OpaStatusReport.bundle == bundle)
-    ).all()
-    drifted = sorted({i for i, active, code in rows if active != revision or code})
-    return {"instances": len({r[0] for r in rows}), "drifted": drifted}
+    df = df[df["bundle"] == bundle]
+    gone = df["stale"].astype(bool)
+    stale_ids = sorted({str(i) for i in df[gone]["instance_id"]})
+    live = df[~gone]
+    drifted = sorted(
+        {
+            str(r["instance_id"])
+            for r in live.to_dict("records")
+            if r["active_revision"] != revision or isinstance(r["code"], str)
+        }
+    )
+    return PinDrift(instances=int(live["instance_id"].nunique()), drifted=drifted, stale=stale_ids)
+
+
+def policy_drift(
+    session: Session,
+    bundle: str,
+    environment: str,
+    revision: str,
+    *,
+    as_of: datetime | None = None,
+    stale: StaleRule | None = None,
+) -> dict[str, Any]:
+    """:func:`pin_drift` as `{"instances": live count, "drifted": [...]}` (stale left out)."""
+    drift = pin_drift(session, bundle, environment, revision, as_of=as_of, stale=stale)
+    return {"instances": drift.instances, "drifted": drift.drifted}

@@ -17,10 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from actions.base import (
+    SYSTEM_CLOCK,
     ApplyOutcome,
+    Clock,
     GuardedAction,
     InvalidParams,
     PlanView,
@@ -28,8 +31,15 @@ from actions.base import (
     RuleResult,
     state_token,
 )
-from actions.rules import error_budget_not_frozen, healthy_share_verdict, observed_health
+from actions.rules import (
+    ROUTE53_HEALTHY_SHARE,
+    error_budget_not_frozen,
+    observed_health,
+    observed_share,
+    traffic_health,
+)
 from providers.route53 import Route53, Route53Error, ZoneLookupError, fqdn
+from store.models import DnsWeightObservation
 from store.slo import SloDefinition
 
 log = logging.getLogger(__name__)
@@ -117,6 +127,53 @@ def shares(weights: dict[str, int]) -> dict[str, float]:
     return {k: 100.0 * v / total for k, v in weights.items()}
 
 
+def combine_health(evidence: list[tuple[bool | None, str]]) -> tuple[bool | None, str]:
+    """One verdict from several: any unhealthy wins, else any healthy, else `unknown`."""
+    known = [healthy for healthy, _ in evidence if healthy is not None]
+    reasons = "; ".join(why for _, why in evidence)
+    if not known:
+        return None, f"unknown — {reasons}"
+    return all(known), reasons
+
+
+def known_records(session: Session) -> list[dict[str, Any]]:
+    """The weighted records the Route 53 collector saw last (name, type, zone), by name."""
+    latest = (
+        select(
+            DnsWeightObservation.record_name,
+            DnsWeightObservation.record_type,
+            func.max(DnsWeightObservation.observed_at).label("at"),
+        )
+        .group_by(DnsWeightObservation.record_name, DnsWeightObservation.record_type)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            DnsWeightObservation.record_name,
+            DnsWeightObservation.record_type,
+            DnsWeightObservation.zone_id,
+            DnsWeightObservation.set_identifier,
+            DnsWeightObservation.weight,
+            DnsWeightObservation.gone,
+        ).join(
+            latest,
+            (DnsWeightObservation.record_name == latest.c.record_name)
+            & (DnsWeightObservation.record_type == latest.c.record_type)
+            & (DnsWeightObservation.observed_at == latest.c.at),
+        )
+    ).all()
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, rtype, zone, region, weight, gone in rows:
+        if gone:
+            continue
+        entry = records.setdefault(
+            (fqdn(name), rtype),
+            {"record": fqdn(name), "type": rtype, "zone_id": zone, "weights": {}},
+        )
+        entry["weights"][region] = int(weight)
+    return [records[k] for k in sorted(records)]
+
+
 class FlipDnsWeights(GuardedAction):
     """Move traffic between regions by changing a Route 53 name's record weights."""
 
@@ -129,11 +186,13 @@ class FlipDnsWeights(GuardedAction):
         config: DnsFlipConfig | None = None,
         *,
         probe: Callable[[str, float], tuple[bool, str]] = synthetic_check,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._provider_factory = provider
         self._provider: Route53 | None = None
         self.config = config or DnsFlipConfig()
         self.probe = probe
+        self.clock = clock
 
     @property
     def provider(self) -> Route53:
@@ -188,7 +247,7 @@ class FlipDnsWeights(GuardedAction):
             self._target_healthy(before, after, health),
             self._min_healthy(after, health),
             self._max_step(before, after),
-            error_budget_not_frozen(session, self.config.slos),
+            error_budget_not_frozen(session, self.config.slos, now=self.clock()),
         ]
         return Proposal(
             target=f"route53:{zone}/{record}/{rtype}",
@@ -206,27 +265,43 @@ class FlipDnsWeights(GuardedAction):
     def _health(
         self, session: Session, sets: list[dict[str, Any]]
     ) -> dict[str, tuple[bool | None, str]]:
+        """Each region's health from every evidence the console has (see `combine_health`).
+
+        In order: the record's Route 53 health check (live status with `Inverted`/`Disabled`
+        applied, else the collected observations), the alias target (`EvaluateTargetHealth`
+        is Route 53's own judgement and not readable through its API), the configured synthetic
+        probe, and the traffic observed for the region (5xx share). None of them: unknown.
+        """
+        now = self.clock()
         verdicts: dict[str, tuple[bool | None, str]] = {}
         for rs in sets:
             region = str(rs["SetIdentifier"])
-            verdict: tuple[bool | None, str] = (None, "no health check attached")
+            evidence: list[tuple[bool | None, str]] = []
             hc = rs.get("HealthCheckId")
             if hc:
                 try:
-                    statuses = self.provider.health(str(hc))
-                    verdict = (
-                        healthy_share_verdict(statuses),
-                        f"{sum(statuses)}/{len(statuses)} Route 53 checkers healthy",
+                    evidence.append(
+                        self.provider.health_verdict(str(hc), healthy_share=ROUTE53_HEALTHY_SHARE)
                     )
                 except Route53Error as exc:
                     healthy, why = observed_health(session, str(hc))
-                    verdict = (healthy, f"{why} (live status unavailable: {exc.code})")
+                    evidence.append((healthy, f"{why} (live status unavailable: {exc.code})"))
+            else:
+                evidence.append((None, "no Route 53 health check attached"))
+            alias = rs.get("AliasTarget") or {}
+            if alias.get("EvaluateTargetHealth"):
+                evidence.append(
+                    (
+                        None,
+                        f"alias target {str(alias.get('DNSName', '?')).rstrip('.')} health is "
+                        "evaluated by Route 53 but not readable through its API",
+                    )
+                )
             url = self.config.synthetic_urls.get(region)
             if url:
-                ok, why = self.probe(url, self.config.synthetic_timeout_s)
-                combined = ok if verdict[0] is None else (ok and bool(verdict[0]))
-                verdict = (combined, f"{verdict[1]}; {why}")
-            verdicts[region] = verdict
+                evidence.append(self.probe(url, self.config.synthetic_timeout_s))
+            evidence.append(traffic_health(session, region, now=now))
+            verdicts[region] = combine_health(evidence)
         return verdicts
 
     def _target_healthy(
@@ -235,16 +310,21 @@ class FlipDnsWeights(GuardedAction):
         after: dict[str, int],
         health: dict[str, tuple[bool | None, str]],
     ) -> RuleResult:
+        name = "target-region-healthy"
         gaining = [r for r in after if after[r] > before[r]]
         bad = [f"{r}: {health[r][1]}" for r in gaining if health[r][0] is False]
+        unknown = [f"{r}: {health[r][1]}" for r in gaining if health[r][0] is None]
         if bad:
-            return RuleResult("target-region-healthy", False, "unhealthy target " + "; ".join(bad))
-        unknown = [r for r in gaining if health[r][0] is None]
-        note = f" ({', '.join(unknown)}: no health data)" if unknown else ""
+            return RuleResult(name, False, "unhealthy target " + "; ".join(bad))
+        if unknown:
+            return RuleResult(
+                name,
+                False,
+                "health unknown for target " + "; ".join(unknown) + " (an admin may override "
+                "with a reason)",
+            )
         return RuleResult(
-            "target-region-healthy",
-            True,
-            f"regions gaining weight are healthy: {', '.join(gaining) or 'none'}{note}",
+            name, True, f"regions gaining weight are healthy: {', '.join(gaining) or 'none'}"
         )
 
     def _min_healthy(
@@ -272,6 +352,28 @@ class FlipDnsWeights(GuardedAction):
             step <= limit + 1e-9,
             f"largest share change {step:.1f} points (limit {limit:g})",
         )
+
+    def record_status(self, session: Session, record: str) -> list[dict[str, Any]]:
+        """Per region of ``record`` now: weight, planned share, observed share, health.
+
+        Raises InvalidParams when the record cannot be read (the page shows why).
+        """
+        _, _, _, sets = self._read({"record": record})
+        weights = {str(rs["SetIdentifier"]): int(rs["Weight"]) for rs in sets}
+        planned = shares(weights)
+        seen = observed_share(session, list(weights), now=self.clock())
+        health = self._health(session, sets)
+        return [
+            {
+                "region": region,
+                "weight": weight,
+                "share": planned[region],
+                "observed_share": seen.get(region),
+                "healthy": health[region][0],
+                "health": health[region][1],
+            }
+            for region, weight in weights.items()
+        ]
 
     def current_token(self, session: Session, plan: PlanView) -> str:
         params = {"record": plan.before["record"], "zone_id": plan.before["zone_id"]}

@@ -11,7 +11,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -47,7 +47,9 @@ def user_key(name: str) -> str:
 
 
 IN_FLIGHT_RULE = "no-change-in-flight"
+# "dry-run" is the status rows written before issue 15 carry; a rehearsal no longer changes it.
 APPLICABLE = ("planned", "blocked", "approved", "dry-run")
+WAITING = ("planned", "blocked", "approved", "dry-run")
 ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
 
 
@@ -186,6 +188,175 @@ class ActionService:
         requester = user_key(plan.requested_by)
         return [r.approver for r in rows if r.expires_at > at and user_key(r.approver) != requester]
 
+    def plan_expires(self, plan: ActionPlan) -> datetime:
+        """When ``plan`` stops being applicable (requested + `plan_ttl_s`)."""
+        return plan.requested_at + timedelta(seconds=self.policy.plan_ttl_s)
+
+    def _expire(self, session: Session, plan: ActionPlan) -> bool:
+        """Mark a waiting plan past its expiry `expired` (audited once); True when expired."""
+        if plan.status == "expired":
+            return True
+        if plan.status not in WAITING or self.clock() < _aware(self.plan_expires(plan)):
+            return False
+        plan.status = "expired"
+        self._audit(
+            session,
+            "quarterdeck",
+            plan.action,
+            plan.target,
+            plan.environment,
+            "expired",
+            plan_id=plan.plan_id,
+        )
+        return True
+
+    def approvals(self, session: Session, plan: ActionPlan) -> list[dict[str, Any]]:
+        """Every approval of ``plan``: approver, when, until when, and whether it still counts."""
+        now = self.clock()
+        requester = user_key(plan.requested_by)
+        return [
+            {
+                "approver": a.approver,
+                "approved_at": _aware(a.approved_at).isoformat(),
+                "expires_at": _aware(a.expires_at).isoformat(),
+                "valid": _aware(a.expires_at) > now and user_key(a.approver) != requester,
+            }
+            for a in session.scalars(
+                select(ActionApproval)
+                .where(ActionApproval.plan_id == plan.plan_id)
+                .order_by(ActionApproval.approved_at)
+            ).all()
+        ]
+
+    def next_steps(self, session: Session, plan: ActionPlan, actor: Actor | None) -> dict[str, Any]:
+        """The steps left for ``plan``, who must act next, and what ``actor`` may do now.
+
+        The page renders this (and enables its buttons from `may`); the service still checks
+        every request itself.
+        """
+        now = self.clock()
+        production = self.is_production(plan.environment)
+        live_env = plan.environment in self.policy.live_environments
+        approvers = self.valid_approvals(session, plan, at=now) if production else []
+        waiting = plan.status in WAITING and now < _aware(self.plan_expires(plan))
+        failed = [r["name"] for r in plan.rules if not r["passed"]]
+        me = user_key(actor.name) if actor else None
+        requester = user_key(plan.requested_by)
+        steps: list[dict[str, Any]] = [
+            {
+                "step": "plan",
+                "done": True,
+                "text": f"planned by {plan.requested_by} (no change made)",
+            }
+        ]
+        if production:
+            steps.append(
+                {
+                    "step": "approve",
+                    "done": bool(approvers) or plan.live,
+                    "text": "approved by " + ", ".join(approvers)
+                    if approvers
+                    else f"a captain other than {plan.requested_by} approves",
+                }
+            )
+        applied = plan.status in ("applied", "verified", "unverified", "failed")
+        steps.append(
+            {
+                "step": "apply",
+                "done": applied,
+                "text": (
+                    f"applied by {plan.applied_by}"
+                    if applied
+                    else ("apply changes the world" if live_env else "apply rehearses only")
+                    + f" ({plan.environment} is {'' if live_env else 'not '}a live environment)"
+                ),
+            }
+        )
+        steps.append(
+            {
+                "step": "verify",
+                "done": plan.status == "verified",
+                "text": {
+                    "verified": "the change was observed",
+                    "unverified": "not observed: roll back or investigate",
+                }.get(plan.status, "the change is read back after apply"),
+            }
+        )
+        if not waiting and plan.status in WAITING:
+            nxt = f"expired {self.plan_expires(plan):%Y-%m-%d %H:%M} UTC: plan again"
+        elif plan.status == "blocked" and waiting:
+            nxt = "blocked by " + ", ".join(failed) + ": fix the cause and plan again, or an admin"
+            nxt += " applies with a break-glass override and a reason"
+        elif waiting and production and not approvers:
+            nxt = f"waiting for a captain other than {plan.requested_by} to approve"
+        elif waiting:
+            nxt = f"ready: {plan.requested_by} or another sre/captain applies"
+        elif plan.status == "applied":
+            nxt = "applied: verify to read the change back"
+        elif plan.status in ("unverified", "failed"):
+            nxt = f"{plan.status}: roll back (a new plan) or investigate"
+        else:
+            nxt = f"done ({plan.status})"
+        may = {
+            "approve": bool(
+                actor
+                and actor.may_approve
+                and me != requester
+                and waiting
+                and production
+                and not any(user_key(a) == me for a in self.valid_approvals(session, plan, at=now))
+            ),
+            "apply": bool(actor and actor.may_plan and waiting),
+            "verify": bool(actor and actor.may_plan and plan.status == "applied"),
+            "rollback": bool(
+                actor
+                and actor.may_plan
+                and plan.status in ("applied", "verified", "unverified", "failed")
+            ),
+            "override": bool(actor and actor.may_override and waiting and failed),
+        }
+        return {
+            "steps": steps,
+            "next": nxt,
+            "may": may,
+            "live": live_env,
+            "expires_at": _aware(self.plan_expires(plan)).isoformat(),
+            "approvals": self.approvals(session, plan),
+        }
+
+    def inbox(self, session: Session, actor: Actor | None) -> list[dict[str, Any]]:
+        """Plans waiting for ``actor``'s approval: production, unexpired, not theirs, unapproved.
+
+        Empty for anyone who may not approve. Each entry is `plan_dict` plus `age_s`,
+        `expires_at`.
+        """
+        if actor is None or not actor.may_approve:
+            return []
+        now = self.clock()
+        me = user_key(actor.name)
+        rows = session.scalars(
+            select(ActionPlan)
+            .where(
+                ActionPlan.status.in_(WAITING),
+                ActionPlan.environment.in_(sorted(self.policy.production_environments)),
+            )
+            .order_by(ActionPlan.requested_at)
+        ).all()
+        waiting = []
+        for plan in rows:
+            if user_key(plan.requested_by) == me or now >= _aware(self.plan_expires(plan)):
+                continue
+            if self.valid_approvals(session, plan, at=now):
+                continue
+            waiting.append(
+                plan_dict(plan)
+                | {
+                    "age_s": (now - _aware(plan.requested_at)).total_seconds(),
+                    "expires_at": _aware(self.plan_expires(plan)).isoformat(),
+                }
+            )
+        return waiting
+
     # -- plan -----------------------------------------------------------------------------
 
     def plan(
@@ -320,7 +491,18 @@ class ActionService:
                 "two-person rule: the requester cannot approve their own change",
                 plan=plan,
             )
-        if plan.status not in ("planned", "approved", "blocked"):
+        if self._expire(session, plan):
+            return refuse(
+                session,
+                actor,
+                plan.action,
+                plan.target,
+                plan.environment,
+                f"plan {plan_id} expired {self.plan_expires(plan):%Y-%m-%d %H:%M} UTC "
+                "before it was applied: plan again",
+                plan=plan,
+            )
+        if plan.status not in WAITING:
             return refuse(
                 session,
                 actor,
@@ -371,10 +553,15 @@ class ActionService:
         plan_id: str,
         *,
         reason: str,
-        live: bool = False,
+        live: bool | None = None,
         override: list[str] | None = None,
     ) -> Response:
-        """Apply (or rehearse) a stored plan after checking role, rules, approvals, drift, lock."""
+        """Apply a stored plan after checking role, rules, approvals, drift and the lock.
+
+        ``live=None`` (the default) applies for real where the environment allows it
+        (`live_environments`) and rehearses elsewhere; ``live=False`` asks for a rehearsal. A
+        rehearsal changes nothing, not even the plan's status: approval and apply stay open.
+        """
         plan = self.get(session, plan_id)
         if plan is None:
             return self._refuse(session, actor, "apply", plan_id, None, f"no plan {plan_id!r}")
@@ -398,6 +585,13 @@ class ActionService:
             return refuse("a reason is required")
         if plan.status not in APPLICABLE:
             return refuse(f"plan {plan_id} is {plan.status}; plan again to change it")
+        if self._expire(session, plan):
+            return refuse(
+                f"plan {plan_id} expired {self.plan_expires(plan):%Y-%m-%d %H:%M} UTC "
+                "before it was applied: plan again"
+            )
+        if live is None:
+            live = plan.environment in self.policy.live_environments
         now = self.clock()
         failed = [RuleResult(**r) for r in plan.rules if not r["passed"]]
         if live and self.is_production(plan.environment):
@@ -446,7 +640,6 @@ class ActionService:
                 outcome = action.apply(session, view, live=False)
             except InvalidParams as exc:
                 return refuse(f"cannot rehearse: {exc}")
-            plan.status = "dry-run" if outcome.ok else plan.status
             plan.result = {"dry_run": outcome.detail, "message": outcome.message}
             self._audit(
                 session,
@@ -461,7 +654,12 @@ class ActionService:
                 before=plan.before,
                 after=plan.after,
             )
-            return Response(outcome.ok, outcome.message, plan)
+            note = (
+                ""
+                if plan.environment in self.policy.live_environments
+                else f" ({plan.environment} is not a live environment: apply only rehearses)"
+            )
+            return Response(outcome.ok, outcome.message + note, plan)
         if not self._take_lock(session, plan, actor, now):
             return refuse(f"another change is in flight on {plan.target}", [IN_FLIGHT_RULE])
         plan.applied_by, plan.applied_at, plan.live = actor.name, now, True
@@ -620,6 +818,11 @@ class ActionService:
             reason=reason or f"rollback of {plan_id}",
             rollback_of=plan_id,
         )
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite hands datetimes back naive; every stored time is UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def action_failure(exc: Exception) -> ApplyOutcome:

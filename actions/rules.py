@@ -12,12 +12,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from actions.base import RuleResult
-from store.models import HealthCheckObservation
+from store.models import HealthCheckObservation, TrafficSample
 from store.queries.reliability import policy_state
 from store.slo import SloDefinition
 
 # Route 53 considers an endpoint healthy when more than 18% of its checkers report it healthy.
 ROUTE53_HEALTHY_SHARE = 0.18
+# Observed traffic counts as health evidence when it is this recent; above this 5xx share the
+# region is unhealthy.
+TRAFFIC_WINDOW = timedelta(minutes=15)
+MAX_5XX_SHARE = 0.05
 
 
 def healthy_share_verdict(statuses: list[bool]) -> bool:
@@ -45,6 +49,59 @@ def observed_health(session: Session, health_check_id: str) -> tuple[bool | None
     return healthy, (
         f"{sum(rows)}/{len(rows)} checkers healthy at {latest:%Y-%m-%d %H:%M} UTC (collected)"
     )
+
+
+def traffic_health(
+    session: Session,
+    region: str,
+    *,
+    now: datetime,
+    window: timedelta = TRAFFIC_WINDOW,
+    max_5xx_share: float = MAX_5XX_SHARE,
+) -> tuple[bool | None, str]:
+    """Health from the traffic the console observed for ``region`` in the last ``window``.
+
+    None when nothing was observed (no evidence); otherwise healthy while the 5xx share of the
+    requests stays at or under ``max_5xx_share``.
+    """
+    row = session.execute(
+        select(
+            func.count(TrafficSample.id),
+            func.sum(TrafficSample.requests_per_s),
+            func.sum(TrafficSample.rate_5xx_per_s),
+        ).where(
+            TrafficSample.region == region,
+            TrafficSample.ts > now - window,
+            TrafficSample.ts <= now,
+        )
+    ).one()
+    count, requests, errors = int(row[0] or 0), float(row[1] or 0.0), float(row[2] or 0.0)
+    minutes = int(window.total_seconds() // 60)
+    if count == 0 or requests <= 0:
+        return None, f"no traffic observed for {region} in the last {minutes} min"
+    share = errors / requests
+    healthy = share <= max_5xx_share
+    return healthy, (
+        f"observed 5xx share {100 * share:.1f}% over the last {minutes} min "
+        f"(limit {100 * max_5xx_share:g}%)"
+    )
+
+
+def observed_share(session: Session, regions: Sequence[str], *, now: datetime) -> dict[str, float]:
+    """Each region's share (percent) of the requests observed in the last traffic window."""
+    rows = session.execute(
+        select(TrafficSample.region, func.sum(TrafficSample.requests_per_s))
+        .where(
+            TrafficSample.region.in_(list(regions)),
+            TrafficSample.ts > now - TRAFFIC_WINDOW,
+            TrafficSample.ts <= now,
+        )
+        .group_by(TrafficSample.region)
+    ).all()
+    total = sum(float(r[1] or 0.0) for r in rows)
+    if total <= 0:
+        return {}
+    return {str(r[0]): 100.0 * float(r[1] or 0.0) / total for r in rows}
 
 
 def error_budget_not_frozen(

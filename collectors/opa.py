@@ -126,10 +126,12 @@ def decode_events(
 
 @dataclass(frozen=True)
 class DecisionOptions:
-    """How to read decisions: which result field means "allow", which label is the environment."""
+    """How to read decisions: which result field means "allow", which label is the environment,
+    which label says who the OPA is (`instance_label`, else `labels.id`, as for status)."""
 
     result_field: str = "allow"
     environment_label: str = "environment"
+    instance_label: str = "instance"
     mode_label: str = "mode"
     max_depth: int = MAX_JSON_DEPTH
     max_event_chars: int = MAX_ITEM_CHARS
@@ -175,7 +177,7 @@ def transform_decision(
     if not decision_id.strip() or len(decision_id) > 100:
         raise InvalidItem("decision_id: must be 1–100 characters")
     labels = require(event, "labels", dict)
-    instance = require(labels, "id", str, where="labels")
+    instance = instance_identity(labels, options.instance_label)
     timestamp = parse_time(event.get("timestamp"), field="timestamp")
     path = event.get("path")
     if path is None and event.get("query"):
@@ -196,11 +198,14 @@ def transform_decision(
     erased = event.get("erased") or []
     masked = event.get("masked") or []
     metrics = event.get("metrics") or {}
+    nd_builtin_cache = event.get("nd_builtin_cache")
+    if nd_builtin_cache is not None and not isinstance(nd_builtin_cache, dict):
+        raise InvalidItem("nd_builtin_cache: expected an object of {builtin: {args: value}}")
     return {
         "decision_id": _bounded(decision_id, "decision_id", 100),
         "timestamp": timestamp,
         "received_at": received_at,
-        "instance_id": _bounded(instance, "labels.id", 200),
+        "instance_id": instance,
         "environment": _optional_label(labels, options.environment_label, 50),
         "opa_version": _optional_label(labels, "version", 50),
         "path": _bounded(path.strip("/"), "path", 500),
@@ -213,6 +218,7 @@ def transform_decision(
         "result": result,
         "requested_by": _optional_label(event, "requested_by", 200),
         "metrics": metrics if isinstance(metrics, dict) else {},
+        "nd_builtin_cache": nd_builtin_cache,
     }
 
 
@@ -312,6 +318,7 @@ def receive_status(
     received_at: datetime,
     limit: int,
     environment_label: str = "environment",
+    instance_label: str = "instance",
     max_chars: int | None = None,
 ) -> IngestResult:
     """The status receiver's one call: decode one status report (bounded) and store it.
@@ -338,7 +345,11 @@ def receive_status(
             )
         else:
             result = ingest_status(
-                session, report, received_at=received_at, environment_label=environment_label
+                session,
+                report,
+                received_at=received_at,
+                environment_label=environment_label,
+                instance_label=instance_label,
             )
     record_sync_run(session, source=SOURCE_STATUS, started_at=received_at, result=result)
     return result
@@ -361,10 +372,13 @@ _DECISION_FIELDS = (
     "result",
     "requested_by",
     "metrics",
+    "nd_builtin_cache",
 )
 
 
-_JSON_FIELDS = frozenset({"bundles", "erased", "masked", "input", "result", "metrics"})
+_JSON_FIELDS = frozenset(
+    {"bundles", "erased", "masked", "input", "result", "metrics", "nd_builtin_cache"}
+)
 
 
 def _sqlite_value(value: Any) -> Any:

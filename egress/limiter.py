@@ -1,4 +1,5 @@
-"""Per-user download rate limits: in memory by default, Redis when several workers share them.
+"""Per-user and per-tenant download rate limits: in memory by default, Redis when several
+workers share them.
 
 Fixed windows (`rate_limit` hits per `window_s`): cheap, exact at one instant and simple to
 explain in a `Retry-After`. A limiter never raises: if Redis is unreachable the hit is counted
@@ -106,3 +107,41 @@ def make_limiter(
 
     client = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     return RedisLimiter(client, limit=limit, window_s=window_s, prefix=prefix)
+
+
+@dataclass(frozen=True)
+class LimitVerdict:
+    """The outcome of both limits for one download: refused by which (``user``/``tenant``)."""
+
+    allowed: bool
+    refused_by: str | None
+    decision: Decision
+    window_s: int
+
+
+class DownloadLimits:
+    """Per-user then per-tenant limits (seed DE-1403); a user over its limit spends no tenant hit.
+
+    Both refusals answer 429 with `Retry-After`; ``refused_by`` says which limit it was.
+    """
+
+    def __init__(
+        self,
+        user: RateLimiter,
+        tenant: RateLimiter,
+        *,
+        user_window_s: int,
+        tenant_window_s: int,
+    ) -> None:
+        self.user, self.tenant = user, tenant
+        self.user_window_s, self.tenant_window_s = user_window_s, tenant_window_s
+
+    def check(self, *, user: str, tenant: str) -> LimitVerdict:
+        by_user = self.user.hit(user)
+        if not by_user.allowed:
+            return LimitVerdict(False, "user", by_user, self.user_window_s)
+        by_tenant = self.tenant.hit(tenant)
+        if not by_tenant.allowed:
+            return LimitVerdict(False, "tenant", by_tenant, self.tenant_window_s)
+        tighter = by_user if by_user.remaining <= by_tenant.remaining else by_tenant
+        return LimitVerdict(True, None, tighter, self.user_window_s)

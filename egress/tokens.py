@@ -32,6 +32,7 @@ class Claims:
     scope: str
     exp: int
     jti: str
+    tenant: str | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -50,15 +51,25 @@ def issue_token(
     ttl_s: int,
     now: float | None = None,
     jti: str | None = None,
+    tenant: str | None = None,
 ) -> str:
-    """Issue a token for ``sub`` limited to ``scope`` that expires in ``ttl_s`` (≤ 10 min)."""
+    """Issue a token for ``sub`` limited to ``scope`` that expires in ``ttl_s`` (≤ 10 min).
+
+    ``tenant`` (optional ``ten`` claim) names the tenant whose download limit the token counts
+    against; without it the download handler uses the proxy's `X-Tenant` or the default tenant.
+    """
     if not 0 < ttl_s <= MAX_TTL_S:
         raise ValueError(f"ttl_s must be between 1 and {MAX_TTL_S} seconds, got {ttl_s}")
     issued = int(now if now is not None else time.time())
-    payload = json.dumps(
-        {"sub": sub, "scope": scope, "exp": issued + ttl_s, "jti": jti or secrets.token_hex(8)},
-        separators=(",", ":"),
-    ).encode()
+    claims: dict[str, object] = {
+        "sub": sub,
+        "scope": scope,
+        "exp": issued + ttl_s,
+        "jti": jti or secrets.token_hex(8),
+    }
+    if tenant:
+        claims["ten"] = tenant
+    payload = json.dumps(claims, separators=(",", ":")).encode()
     signature = hmac.new(secret.encode(), payload, hashlib.sha256).digest()
     return f"{_b64(payload)}.{_b64(signature)}"
 
@@ -94,7 +105,14 @@ def verify_token(secret: str, token: str, *, scope: str, now: float | None = Non
         raise TokenError(f"exp is more than {MAX_TTL_S} s ahead")
     if not hmac.compare_digest(claimed.encode(), scope.encode()):
         raise TokenError("wrong scope")
-    return Claims(sub=sub, scope=claimed, exp=exp, jti=str(data.get("jti") or ""))
+    tenant = data.get("ten")
+    return Claims(
+        sub=sub,
+        scope=claimed,
+        exp=exp,
+        jti=str(data.get("jti") or ""),
+        tenant=str(tenant) if isinstance(tenant, str) and tenant else None,
+    )
 
 
 def derive_secret(root: str, purpose: str) -> str:

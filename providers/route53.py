@@ -188,6 +188,31 @@ class Route53:
             for o in self.health_check_status(health_check_id).get("HealthCheckObservations") or []
         ]
 
+    def health_check_config(self, health_check_id: str) -> dict[str, Any]:
+        """`GetHealthCheck`'s `HealthCheckConfig` (type, `Inverted`, `Disabled`, …)."""
+        with _translated():
+            answer = self.client.get_health_check(HealthCheckId=health_check_id)
+        return dict((answer.get("HealthCheck") or {}).get("HealthCheckConfig") or {})
+
+    def health_verdict(self, health_check_id: str, *, healthy_share: float) -> tuple[bool, str]:
+        """The health check's status as Route 53 routes on it, with the reason.
+
+        Route 53 considers a *disabled* health check healthy whatever its checkers see, and an
+        *inverted* one unhealthy when its checkers find the endpoint healthy (and vice versa);
+        the checkers' reports (`GetHealthCheckStatus`) are the raw observations, so both flags
+        are read from `GetHealthCheck` and applied here. Healthy: more than ``healthy_share`` of
+        the checkers report success.
+        """
+        config = self.health_check_config(health_check_id)
+        if config.get("Disabled"):
+            return True, f"health check {health_check_id} is disabled: Route 53 treats it healthy"
+        statuses = self.health(health_check_id)
+        raw = bool(statuses) and sum(statuses) / len(statuses) > healthy_share
+        seen = f"{sum(statuses)}/{len(statuses)} Route 53 checkers healthy"
+        if config.get("Inverted"):
+            return (not raw), f"{seen}, health check inverted: {'unhealthy' if raw else 'healthy'}"
+        return raw, seen
+
     # -- changes -------------------------------------------------------------------------------
 
     def change(self, zone_id: str, batch: dict[str, Any]) -> str:

@@ -138,6 +138,76 @@ class TimeWindow(BaseModel):
         return Window(self.start.astimezone(UTC), self.end.astimezone(UTC))
 
 
+class Epic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str
+
+
+class BacklogItem(BaseModel):
+    """A plan §4 item: tracked by its GitHub issue; PRs naming its id in the title are its work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Z]{2}-\d{4}$")
+    title: str
+    epic: str
+    owner: str
+    week: int = Field(ge=1)
+    issue: str | None = None  # "owner/repo#number"
+    label: str | None = None
+    checks: list[str] = Field(default_factory=list)  # goal / gate check ids proving it
+
+
+class DorItem(BaseModel):
+    """A Definition-of-Ready line: manual (who ticked it) or automatic (a check id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    kind: Literal["manual", "automatic"]
+    ticked_by: str | None = None
+    ticked_on: date | None = None
+    check: str | None = None
+
+    @model_validator(mode="after")
+    def _check_for_automatic(self) -> DorItem:
+        if self.kind == "automatic" and not self.check:
+            raise ValueError("check: an automatic DoR item names the check that evaluates it")
+        return self
+
+
+class Risk(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    risk: str
+    prob: Literal["L", "M", "H"]
+    impact: Literal["L", "M", "H"]
+    mitigation: str
+    owner: str
+    watch: list[str] = Field(default_factory=list)  # goal / gate check ids showing mitigation
+
+
+class Week(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    week: int = Field(ge=1)
+    start: date
+    end: date
+    scope: list[str]
+
+
+class Calendar(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weeks: list[Week]
+    release_cut: date
+    canary_soak_hours: tuple[int, int] = (24, 48)
+    rollback: str = ""
+
+
 class Sprint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -149,6 +219,38 @@ class Sprint(BaseModel):
     release_cut: date | None = None
     goals: list[Goal]
     gates: list[Gate] = Field(default_factory=list)
+    epics: list[Epic] = Field(default_factory=list)
+    backlog: list[BacklogItem] = Field(default_factory=list)
+    definition_of_ready: list[DorItem] = Field(default_factory=list)
+    risks: list[Risk] = Field(default_factory=list)
+    calendar: Calendar | None = None
+
+    @model_validator(mode="after")
+    def _plan_refs(self) -> Sprint:
+        epics = {e.id for e in self.epics}
+        checks = {g.id for g in self.goals} | {
+            c.id for gate in self.gates for c in (*gate.preconditions, *gate.verification)
+        }
+        items = {b.id for b in self.backlog}
+        for item in self.backlog:
+            if epics and item.epic not in epics:
+                raise ValueError(f"backlog: {item.id}: unknown epic {item.epic!r}")
+            for ref in item.checks:
+                if ref not in checks:
+                    raise ValueError(f"backlog: {item.id}: unknown check {ref!r}")
+        for risk in self.risks:
+            for ref in risk.watch:
+                if ref not in checks:
+                    raise ValueError(f"risks: {risk.id}: unknown check {ref!r}")
+        for dor in self.definition_of_ready:
+            if dor.check and dor.check not in checks:
+                raise ValueError(f"definition_of_ready: unknown check {dor.check!r}")
+        if self.calendar is not None:
+            for week in self.calendar.weeks:
+                for ref in week.scope:
+                    if ref not in items:
+                        raise ValueError(f"calendar: week {week.week}: unknown item {ref!r}")
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Sprint:
@@ -269,6 +371,8 @@ class CheckResult:
     owner: str | None = None
     trend: list[TrendPoint] = field(default_factory=list)
     trend_direction: str = "unknown"
+    rows_url: str | None = None  # the JSON rows behind the number (count = samples)
+    rows_view: str | None = None  # the same rows as a console page
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -380,6 +484,51 @@ def _direction(points: list[TrendPoint], op: str) -> str:
     return "improving" if better else "worsening"
 
 
+RANGES = ("sprint", "baseline")
+
+
+def effective_window(window: Window, now: datetime) -> Window:
+    """``window`` clipped to ``now`` (a running sprint is measured up to now), as evaluated."""
+    if window.end <= now:
+        return window
+    return Window(window.start, max(now, window.start + timedelta(seconds=1)))
+
+
+def rows_url(sprint_slug: str, check_id: str, range_key: str = "sprint") -> str:
+    """The rows API of one goal or gate check (``range_key``: sprint or baseline)."""
+    suffix = "" if range_key == "sprint" else f"?range={range_key}"
+    return f"/api/rows/{sprint_slug}/{check_id}{suffix}"
+
+
+def rows_view(sprint_slug: str, check_id: str, range_key: str = "sprint") -> str:
+    """The console view of the same rows (the Sprint page's rows section)."""
+    suffix = "" if range_key == "sprint" else f"&range={range_key}"
+    return f"/sprint?sprint={sprint_slug}&rows={check_id}{suffix}"
+
+
+def find_check(sprint: Sprint, check_id: str) -> Check | None:
+    """A goal or gate check of ``sprint`` by id (goals first), or None."""
+    for goal in sprint.goals:
+        if goal.id == check_id:
+            return goal
+    for gate in sprint.gates:
+        for check in (*gate.preconditions, *gate.verification):
+            if check.id == check_id:
+                return check
+    return None
+
+
+def _range_of(sprint: Sprint, window: Window) -> str:
+    return "baseline" if window == sprint.baseline_window() else "sprint"
+
+
+def _with_rows(result: CheckResult, sprint: Sprint, window: Window) -> CheckResult:
+    range_key = _range_of(sprint, window)
+    result.rows_url = rows_url(sprint.slug, result.id, range_key)
+    result.rows_view = rows_view(sprint.slug, result.id, range_key)
+    return result
+
+
 def evaluate_check(
     session: Session,
     check: Check,
@@ -391,11 +540,7 @@ def evaluate_check(
     """Evaluate one check over ``window`` (clipped to ``now``), optionally with a daily trend."""
     now = now or datetime.now(UTC)
     registered = get_metric(check.metric)
-    effective = (
-        window
-        if window.end <= now
-        else Window(window.start, max(now, window.start + timedelta(seconds=1)))
-    )
+    effective = effective_window(window, now)
     result = registered.fn(session, effective, check.aggregation, check.params)
     value = _convert(result, check.target.unit)
     status = status_for(value, check)
@@ -441,7 +586,9 @@ def evaluate_goals(
     """Evaluate every goal of ``sprint`` over its window (or ``window``), in file order."""
     window = window or sprint.window.window()
     return [
-        evaluate_check(session, goal, window, now=now, with_trend=with_trend)
+        _with_rows(
+            evaluate_check(session, goal, window, now=now, with_trend=with_trend), sprint, window
+        )
         for goal in sprint.goals
     ]
 
@@ -453,8 +600,14 @@ def evaluate_gates(
     window = window or sprint.window.window()
     gates = []
     for gate in sprint.gates:
-        pre = [evaluate_check(session, c, window, now=now) for c in gate.preconditions]
-        ver = [evaluate_check(session, c, window, now=now) for c in gate.verification]
+        pre = [
+            _with_rows(evaluate_check(session, c, window, now=now), sprint, window)
+            for c in gate.preconditions
+        ]
+        ver = [
+            _with_rows(evaluate_check(session, c, window, now=now), sprint, window)
+            for c in gate.verification
+        ]
         gates.append(
             GateResult(
                 stage=gate.stage,

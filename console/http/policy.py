@@ -15,7 +15,6 @@ by the collector like any invalid event. Each handler is one call — bytes in,
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -29,7 +28,7 @@ from console.http.receivers import BodyTooLarge, bearer_refusal, demo_secret, er
 from console.settings import Settings
 from console.settings.ingest import DEMO_OPA_TOKEN
 from store.ingest import IngestResult, utcnow
-from store.queries.policy import SearchError, drift_frame, search_decisions
+from store.queries.policy import SearchError, StaleRule, drift_frame, search_decisions
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,12 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
     bp = Blueprint("quarterdeck_policy", __name__)
     settings = ctx.settings.opa
     options = opa.DecisionOptions(
-        result_field=settings.result_field, environment_label=settings.environment_label
+        result_field=settings.result_field,
+        environment_label=settings.environment_label,
+        instance_label=settings.instance_label,
+    )
+    stale_rule = StaleRule(
+        intervals=settings.stale_after_intervals, min_silence_s=settings.stale_min_s
     )
     if ctx.settings.demo_mode and logs_token(ctx.settings) == DEMO_OPA_TOKEN:
         log.warning("demo mode: /ingest/opa/* bearer token is %r", DEMO_OPA_TOKEN)
@@ -128,6 +132,7 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
                 received_at=received_at,
                 limit=settings.max_decompressed_bytes,
                 environment_label=settings.environment_label,
+                instance_label=settings.instance_label,
             ),
         )
 
@@ -163,27 +168,36 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
 
     @bp.get("/api/policy/drift")
     def drift() -> tuple[Response, int]:
+        """Latest status per instance × bundle against the pin (see docs/policy.md).
+
+        `instance_id` is the identity label's value (`QUARTERDECK_OPA__INSTANCE_LABEL`, else
+        `labels.id`); a `stale` instance (silent for `silent_s` > the stale rule's multiple of
+        its own `interval_s`) is listed but never counted in `drift`.
+        """
         unknown = sorted(set(request.args) - {"environment", "as_of"})
         if unknown:
             return error(400, f"unknown parameter(s) {', '.join(unknown)}; use environment, as_of")
         try:
             as_of = (
-                parse_time_bound(request.args["as_of"])
-                if request.args.get("as_of")
-                else datetime.now(UTC)
+                parse_time_bound(request.args["as_of"]) if request.args.get("as_of") else utcnow()
             )
         except ValueError as exc:
             return error(400, f"as_of: {exc}")
         try:
             with ctx.session() as session:
                 df = drift_frame(
-                    session, as_of=as_of, environment=request.args.get("environment") or None
+                    session,
+                    as_of=as_of,
+                    environment=request.args.get("environment") or None,
+                    stale=stale_rule,
                 )
         except Exception as exc:
             log.exception("drift query failed")
             return error(503, f"store unavailable ({type(exc).__name__})")
         pinned = df[df["pinned_revision"].notna()]
         drifted = sorted(set(pinned[pinned["drifted"].astype(bool)]["instance_id"]))
+        stale = sorted(set(df[df["stale"].astype(bool)]["instance_id"]))
+        live = pinned[~pinned["instance_id"].isin(stale)]
         rows = [
             {
                 "instance_id": r["instance_id"],
@@ -194,6 +208,9 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
                 "drifted": bool(r["drifted"]),
                 "code": _text(r["code"]),
                 "reported_at": iso(r["reported_at"]),
+                "stale": bool(r["stale"]),
+                "silent_s": _seconds(r["silent_s"]),
+                "interval_s": _seconds(r["interval_s"]),
             }
             for r in df.to_dict("records")
         ]
@@ -201,7 +218,8 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
             {
                 "as_of": iso(as_of),
                 "drifted_instances": drifted,
-                "drift": len(drifted) if len(pinned) else None,
+                "stale_instances": stale,
+                "drift": len(drifted) if len(live) else None,
                 "rows": rows,
             }
         ), 200
@@ -211,6 +229,13 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _seconds(value: Any) -> float | None:
+    """A duration in seconds for JSON (pandas' NaN for "unknown" becomes null)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+        return round(float(value), 3)
+    return None
 
 
 def _decision_json(decision: dict[str, Any]) -> dict[str, Any]:

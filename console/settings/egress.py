@@ -19,6 +19,9 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr
 
 MAX_TOKEN_TTL_S = 600  # seed §5.6: export tokens live at most 10 minutes
+# The platform's export routes (the console's evidence downloads and the gateway's exports);
+# keep in step with store.queries.egress.DEFAULT_EXPORT_ROUTES (the goals' default).
+DEFAULT_EXPORT_ROUTES = (r"^/evidence/packs/[^/]+/download$", r"^/exports/[^/]+/download$")
 
 
 class ExportSettings(BaseModel):
@@ -36,6 +39,18 @@ class ExportSettings(BaseModel):
     token_ttl_s: int = Field(default=300, ge=10, le=MAX_TOKEN_TTL_S)
     rate_limit: int = Field(default=10, ge=1, description="downloads per user per window")
     rate_window_s: int = Field(default=60, ge=1)
+    tenant_rate_limit: int = Field(
+        default=100, ge=1, description="downloads per tenant per tenant window"
+    )
+    tenant_rate_window_s: int = Field(default=60, ge=1)
+    default_tenant: str = Field(
+        default="quarterdeck",
+        description="tenant of a download whose token names none and without X-Tenant",
+    )
+    routes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXPORT_ROUTES),
+        description="regexes of the platform's declared export routes (others are flagged)",
+    )
     redis_url: str | None = Field(default=None, description="shared rate limits (legacy name)")
     rate_key_prefix: str = Field(default="quarterdeck:dl:", description="Redis key prefix")
     evidence_signing_key: SecretStr | None = None
@@ -71,6 +86,10 @@ class EgressConfig:
     rate_window_s: int
     redis_url: str | None
     rate_key_prefix: str
+    tenant_rate_limit: int
+    tenant_rate_window_s: int
+    default_tenant: str
+    export_routes: tuple[str, ...]
     signing_key: str | None
     postmortem_repo: str | None
     postmortem_token: str | None
@@ -104,6 +123,10 @@ def egress_config(settings: Any) -> EgressConfig:
         rate_window_s=exports.rate_window_s,
         redis_url=getattr(settings, "redis_url", None) or exports.redis_url,
         rate_key_prefix=exports.rate_key_prefix,
+        tenant_rate_limit=exports.tenant_rate_limit,
+        tenant_rate_window_s=exports.tenant_rate_window_s,
+        default_tenant=exports.default_tenant,
+        export_routes=tuple(exports.routes),
         signing_key=_secret(getattr(evidence, "signing_key", None))
         or _secret(exports.evidence_signing_key),
         postmortem_repo=exports.postmortem_repo,

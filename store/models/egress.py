@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.models.base import Base, BigId
@@ -32,9 +33,22 @@ class ExportEvent(Base):
     route: Mapped[str] = mapped_column(String(500))
     status: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    token_state: Mapped[str] = mapped_column(String(20))  # valid | missing | invalid | expired
+    # valid | invalid | expired | missing | not_checked (the limiter refused before any check)
+    token_state: Mapped[str] = mapped_column(String(20))
     token_scope: Mapped[str | None] = mapped_column(String(200))
     watermarked: Mapped[bool] = mapped_column(Boolean)
+    # Who answered: `application` (the console or an export backend), `limiter` (NGINX
+    # limit_req refused it) or `proxy` (the proxy answered itself for another reason).
+    answered_by: Mapped[str] = mapped_column(
+        String(20), default="application", server_default="application"
+    )
+    # Why a refused attempt was refused (missing_token, invalid_token, expired_token,
+    # rate_limited_user, rate_limited_tenant, limiter, …); None when served.
+    reason: Mapped[str | None] = mapped_column(String(40))
+    # The proxy's access log carried this request (its side is in for the event's window).
+    in_proxy_log: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # Key of the proxy log line merged into this event when the line had no request id.
+    proxy_key: Mapped[str | None] = mapped_column(String(100), unique=True)
 
 
 class EvidencePack(Base):

@@ -45,6 +45,9 @@ class OpaDecision(Base):
     result: Mapped[Any | None] = mapped_column(JSON)
     requested_by: Mapped[str | None] = mapped_column(String(200))
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # OPA's record of non-deterministic builtin results (`time.now_ns`, `rand.intn`, ...) when
+    # `decision_logs.nd_builtin_cache: true`; the impact preview replays them. NULL: not sent.
+    nd_builtin_cache: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class OpaStatusReport(Base):

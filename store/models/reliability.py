@@ -45,6 +45,37 @@ class Incident(Base):
     started_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     summary: Mapped[str] = mapped_column(Text, default="")
+    alert_group: Mapped[str | None] = mapped_column(String(500), default=None)
+    """Alertmanager's `groupKey` for incidents opened by alerts (None: entered otherwise)."""
+
+
+class IncidentAlert(Base):
+    """One Alertmanager alert (`fingerprint` + `startsAt` = one firing episode) of an incident.
+
+    A re-delivery matches the same row and changes nothing; the resolved notification sets
+    `ends_at` and `status`.
+    """
+
+    __tablename__ = "incident_alerts"
+    __table_args__ = (UniqueConstraint("fingerprint", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20))
+    alertname: Mapped[str] = mapped_column(String(200))
+    service: Mapped[str | None] = mapped_column(String(200))
+    severity: Mapped[str | None] = mapped_column(String(50))
+    incident_key: Mapped[str] = mapped_column(
+        ForeignKey("incidents.incident_key", ondelete="CASCADE"), index=True
+    )
+    group_key: Mapped[str] = mapped_column(String(500))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    annotations: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    generator_url: Mapped[str | None] = mapped_column(String(1000))
+    received_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class Postmortem(Base):

@@ -650,3 +650,136 @@ def ci_page_data(
 def utc_now() -> datetime:
     """The current time, aware UTC."""
     return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------------------------
+# Lead-time stages (DV-1503): where the minutes of PR→preview go
+# --------------------------------------------------------------------------------------------
+
+STAGES = ("queue", "ci", "handoff", "boot")
+STAGE_LABELS = {
+    "queue": "Queue (run created → run started)",
+    "ci": "CI (run started → first successful PR run finished)",
+    "handoff": "Hand-off (CI success → preview deployment created)",
+    "boot": "Preview boot (deployment created → first `success` status)",
+}
+STAGE_COLUMNS = [f"{s}_s" for s in STAGES]
+
+
+def _first_values(
+    session: Session, keys: set[ShaKey], stmt_for: Any
+) -> dict[ShaKey, tuple[Any, ...]]:
+    found: dict[ShaKey, tuple[Any, ...]] = {}
+    for repo_name, chunk in per_repo(keys):
+        for repo, sha, *values in session.execute(stmt_for(repo_name, chunk)):
+            found[(repo, sha)] = tuple(values)
+    return found
+
+
+def lead_time_stages_frame(
+    session: Session,
+    lead_times: pd.DataFrame,
+    *,
+    preview_pattern: str = DEFAULT_PREVIEW_PATTERN,
+) -> pd.DataFrame:
+    """The lead-time frame with its stages per SHA: `queue_s`, `ci_s`, `handoff_s`, `boot_s`.
+
+    The stages cut each SHA's own interval [started_at, preview_ready_at] at three moments: the
+    first PR run's `run_started_at`, the first successful PR run's finish (`updated_at`), and the
+    creation of the SHA's first preview deployment. Each moment is clamped between the previous
+    one and the ready time, so the four stages always add up to `seconds`; a moment that is not
+    known (no `run_started_at`, no successful run, no deployment row) gives that stage None and
+    its time falls into the next known stage.
+    """
+    out = lead_times.copy()
+    for column in STAGE_COLUMNS:
+        out[column] = pd.Series([None] * len(out), index=out.index, dtype=object)
+    if out.empty:
+        return out
+    keys = {(str(r), str(s)) for r, s in zip(out["repo"], out["sha"], strict=True)}
+
+    def first_run(repo_name: str, chunk: list[Any]) -> Any:
+        # The run that starts the clock: the first PR-triggered run by creation.
+        return (
+            select(CiRun.repo, CiRun.head_sha, CiRun.created_at, CiRun.run_started_at)
+            .where(CiRun.repo == repo_name, CiRun.head_sha.in_(chunk))
+            .where(CiRun.event.in_(PR_EVENTS))
+            .order_by(CiRun.created_at.desc())
+        )
+
+    def ci_success(repo_name: str, chunk: list[Any]) -> Any:
+        return (
+            select(CiRun.repo, CiRun.head_sha, func.min(CiRun.updated_at))
+            .where(CiRun.repo == repo_name, CiRun.head_sha.in_(chunk))
+            .where(CiRun.event.in_(PR_EVENTS), CiRun.conclusion == "success")
+            .group_by(CiRun.repo, CiRun.head_sha)
+        )
+
+    def deployments(repo_name: str, chunk: list[Any]) -> Any:
+        return (
+            select(Deployment.repo, Deployment.sha, Deployment.environment, Deployment.created_at)
+            .where(Deployment.repo == repo_name, Deployment.sha.in_(chunk))
+            .order_by(Deployment.created_at.desc())
+        )
+
+    # Ordered newest first: the dict keeps the last row seen, the earliest.
+    runs = _first_values(session, keys, first_run)
+    success = _first_values(session, keys, ci_success)
+    regex = re.compile(pattern=preview_pattern)
+    created: dict[ShaKey, datetime] = {}
+    for repo_name, chunk in per_repo(keys):
+        for repo, sha, env, at in session.execute(deployments(repo_name, chunk)):
+            if regex.search(env):
+                created[(repo, sha)] = _aware(at)
+    stages: dict[str, list[float | None]] = {c: [] for c in STAGE_COLUMNS}
+    for repo, sha, start, ready in zip(
+        out["repo"], out["sha"], out["started_at"], out["preview_ready_at"], strict=True
+    ):
+        key = (str(repo), str(sha))
+        run_started = runs.get(key, (None, None))[1]
+        ci_done = success.get(key, (None,))[0]
+        moments = [
+            _aware(run_started) if run_started is not None else None,
+            _aware(ci_done) if ci_done is not None else None,
+            created.get(key),
+        ]
+        prev, end = as_utc(start), as_utc(ready)
+        for column, moment in zip(STAGE_COLUMNS[:-1], moments, strict=True):
+            if moment is None:  # unknown: its time is measured by the next known stage
+                stages[column].append(None)
+                continue
+            cut = min(max(moment, prev), end)
+            stages[column].append((cut - prev).total_seconds())
+            prev = cut
+        stages["boot_s"].append((end - prev).total_seconds())
+    for column, values in stages.items():
+        out[column] = values
+    return out
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """p50/p95 (seconds) of one lead-time stage over the SHAs where it is known."""
+
+    stage: str
+    label: str
+    p50_s: float | None
+    p95_s: float | None
+    count: int
+
+
+def summarize_stages(stages: pd.DataFrame) -> list[StageSummary]:
+    """p50/p95 of each stage column of :func:`lead_time_stages_frame` (unknown stages skipped)."""
+    out = []
+    for stage in STAGES:
+        values = [v for v in stages.get(f"{stage}_s", []) if v is not None and v == v]
+        out.append(
+            StageSummary(
+                stage,
+                STAGE_LABELS[stage],
+                percentile(values, 50.0),
+                percentile(values, 95.0),
+                len(values),
+            )
+        )
+    return out

@@ -948,7 +948,8 @@ def delivery_frame(session: Session, *, as_of: datetime, since: datetime) -> pd.
                 seen = int(dl.get(_DROP_BYTES, 0)) + int(dl.get(_DROP_FULL, 0))
                 key = str(process)
                 per_process[key] = max(per_process.get(key, 0), seen)
-        # Decisions carry `labels.id`; map this instance's process ids to it as well.
+        # Decisions carry the same identity label; rows stored before they did (or from an OPA
+        # without the label) carry `labels.id`, so this instance's process ids count too.
         candidates = [gaps.get(str(inst))] + [gaps.get(str(p)) for p in set(group["process_id"])]
         known = [g for g in candidates if isinstance(g, float | int) and g == g]
         median = float(max(known)) if known else None

@@ -20,19 +20,17 @@ from console.context import AppContext
 from console.settings.opa import DEMO_BUNDLE_TOKENS
 from console.wiring import build_service, registry_dir
 from store.models import BundleRevision
-from tests.conftest import PROJECT_ROOT, make_settings, migrated_sqlite
+from tests.conftest import PROJECT_ROOT, make_settings
 
 STAGE = {"Authorization": f"Bearer {DEMO_BUNDLE_TOKENS['stage']}"}
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[AppContext]:
-    from demo.seed import seed_demo
+@pytest.fixture
+def seeded(demo_ctx: AppContext, tmp_path: Path) -> Iterator[AppContext]:
+    """A writable copy of the session's seeded demo (a file copy, not a second seed)."""
+    from tests.console.test_evidence import copy_demo
 
-    tmp = tmp_path_factory.mktemp("bundles-demo")
-    url = migrated_sqlite(sqlite_template, tmp / "console.db")
-    context = AppContext.from_settings(make_settings(tmp, database_url=url))
-    seed_demo(context.engine)
+    context = copy_demo(demo_ctx, tmp_path)
     yield context
     context.engine.dispose()
 
