@@ -3,7 +3,14 @@
 Each signal is its own PromQL query (defaults target ingress-nginx); results are joined on
 (timestamp, region, ingress). Prometheus sends values as strings so that NaN and ±Inf survive
 JSON; those are skipped rather than stored as numbers. `region` is not an ingress-nginx label:
-it comes from Prometheus external labels or relabelling, so its name is configurable.
+it must be attached at scrape time (a `static_configs` target label or `relabel_configs`), so
+its name is configurable. Prometheus' `external_labels` do *not* work: they are added only when
+data leaves Prometheus (federation, remote write, alerts) and never appear in `query_range`
+answers; a single-region install sets `default_region` instead.
+
+ingress-nginx emits no cache metric (`nginx_ingress_controller_requests` has no cache label),
+so the cache hit ratio has no default query: it stays empty (`CACHE_HIT_NO_DATA`) unless a
+`cache_hit_ratio` query is configured for an exporter that has one.
 
 The HTTP client (a `requests.Session` or anything with its `post`) is passed in; ranges are cut
 into chunks below Prometheus' 11,000-points-per-series limit, and the end of the last stored
@@ -49,11 +56,12 @@ DEFAULT_TRAFFIC_QUERIES = {
         'sum by (region, ingress) (rate(nginx_ingress_controller_requests{status=~"5..|5xx"}[1m]))'
     ),
     "503": 'sum by (region, ingress) (rate(nginx_ingress_controller_requests{status="503"}[1m]))',
-    "cache_hit_ratio": (
-        'sum by (region, ingress) (rate(nginx_ingress_controller_requests{cache_status="HIT"}[1m]))'
-        " / sum by (region, ingress) (rate(nginx_ingress_controller_requests[1m]))"
-    ),
 }
+CACHE_HIT_NO_DATA = (
+    "no cache hit ratio: ingress-nginx exports no cache metric; set "
+    "QUARTERDECK_PROMETHEUS__QUERIES to include a `cache_hit_ratio` query (e.g. from an "
+    "exporter with an upstream cache status label) to fill it"
+)
 
 
 def matrix_series(response: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -81,8 +89,13 @@ def transform_traffic(
     *,
     region_label: str = "region",
     ingress_label: str = "ingress",
+    default_region: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Join per-signal matrices into `traffic_samples` rows keyed by (ts, region, ingress)."""
+    """Join per-signal matrices into `traffic_samples` rows keyed by (ts, region, ingress).
+
+    A series without ``region_label`` takes ``default_region``; with none set it is an error
+    naming the fix (scrape-time relabelling; `external_labels` never reach query answers).
+    """
     rows: dict[tuple[datetime, str, str], dict[str, Any]] = {}
     for signal, response in responses.items():
         column = TRAFFIC_SIGNALS.get(signal)
@@ -90,9 +103,13 @@ def transform_traffic(
             raise InvalidItem(f"unknown traffic signal {signal!r}")
         for series in matrix_series(response):
             metric = series.get("metric") or {}
-            region = metric.get(region_label)
+            region = metric.get(region_label) or default_region
             if not region:
-                raise InvalidItem(f"{signal}: series without the {region_label!r} label: {metric}")
+                raise InvalidItem(
+                    f"{signal}: series without the {region_label!r} label: {metric} (add it at "
+                    "scrape time with a target label or relabel_configs — external_labels are "
+                    "not returned by queries — or set QUARTERDECK_PROMETHEUS__DEFAULT_REGION)"
+                )
             ingress = metric.get(ingress_label) or "*"
             for ts, text in series.get("values") or []:
                 value = _value(text)
@@ -327,6 +344,10 @@ class TrafficPoll:
     """How far behind now the range ends: the newest points are still being scraped."""
     retention: timedelta | None = None
     """Raw samples older than this are deleted after a successful run (rollups are kept)."""
+    timeout_s: float = 30.0
+    """Per-request timeout of each `query_range` call."""
+    default_region: str | None = None
+    """Region of series without ``region_label`` (a single-region install)."""
 
 
 def prune_samples(session: Session, *, before: datetime) -> int:
@@ -381,12 +402,21 @@ def sync_traffic(
         for lo, hi in chunk_ranges(begin, end, poll.step_s, max_points=max_points):
             responses = {
                 signal: fetch_range(
-                    http, poll.base_url, query, start=lo, end=hi, step_s=poll.step_s
+                    http,
+                    poll.base_url,
+                    query,
+                    start=lo,
+                    end=hi,
+                    step_s=poll.step_s,
+                    timeout_s=poll.timeout_s,
                 )
                 for signal, query in poll.queries.items()
             }
             rows = transform_traffic(
-                responses, region_label=poll.region_label, ingress_label=poll.ingress_label
+                responses,
+                region_label=poll.region_label,
+                ingress_label=poll.ingress_label,
+                default_region=poll.default_region,
             )
             with session_scope(factory) as session:
                 result.merge(load_traffic(session, rows))

@@ -13,7 +13,8 @@ from dash import Dash
 from console import callbacks as page_callbacks
 from console import shell
 from console.context import AppContext
-from console.http import actions, api, auth, bundles, ci, egress, metrics, policy, traffic
+from console.http import actions, api, auth, bundles, ci, egress, metrics, policy, rows, traffic
+from console.http import reliability as rel
 from console.runtime import set_context
 
 CONSOLE_DIR = Path(__file__).resolve().parent
@@ -40,6 +41,6 @@ def create_app(ctx: AppContext) -> Dash:
     page_callbacks.register(app)
     app.server.register_blueprint(api.make_api(ctx))
     # Sign-in first: its before_app_request hook sets the identity every later handler reads.
-    for module in (auth, metrics, actions, bundles, ci, egress, policy, traffic):
+    for module in (auth, metrics, actions, bundles, ci, egress, policy, traffic, rows, rel):
         app.server.register_blueprint(module.make_blueprint(ctx))
     return app

@@ -21,6 +21,7 @@ SPRINT_STORE = "shell-sprint-store"
 RANGE_STORE = "shell-range-store"
 LOCATION = "shell-location"
 NAV_LINK = "shell-nav-link"
+INBOX_COUNT = "shell-inbox-count"
 
 SPRINT_RANGE = "sprint"
 BASELINE_RANGE = "baseline"
@@ -103,6 +104,7 @@ def layout() -> html.Div:
                 [
                     html.A("Quarterdeck", href=dash.get_relative_path("/"), className="qd-brand"),
                     _nav(),
+                    html.Div(id=INBOX_COUNT, className="qd-inbox-count"),
                     _selectors(),
                 ],
                 className="qd-header",
@@ -169,6 +171,26 @@ def register_callbacks(app: Dash) -> None:
             no_update if selected == chosen else selected,
             no_update if selected == stored else selected,
         )
+
+    @app.callback(Output(INBOX_COUNT, "children"), Input(LOCATION, "pathname"))
+    def inbox_count(_pathname: str | None) -> Any:
+        """Plans waiting for the signed-in approver (nothing for anyone who may not approve)."""
+        import flask
+
+        from console.auth.users import actor_of
+        from console.components.actions import inbox_indicator
+        from console.wiring import build_service
+
+        identity = getattr(flask.g, "identity", None)
+        if identity is None:
+            return None
+        actor = actor_of(identity)
+        if not actor.may_approve:
+            return None
+        ctx = get_context()
+        with ctx.session() as session:
+            waiting = build_service(ctx.settings).inbox(session, actor)
+        return inbox_indicator(len(waiting))
 
     @app.callback(
         Output({"type": NAV_LINK, "path": ALL}, "className"),

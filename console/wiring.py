@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from actions.base import ActionPolicy
+from actions.base import SYSTEM_CLOCK, ActionPolicy, Clock
 from actions.bundle_pin import KubernetesPins, PinConfig, PinOpaBundle, PinProvider, RegistryPins
 from actions.dns_weights import DnsFlipConfig, FlipDnsWeights
 from actions.registry import ActionService
@@ -72,8 +72,13 @@ def build_service(
     *,
     route53: Any | None = None,
     core_api: Any | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> ActionService:
-    """Wire the actions for ``settings``; tests pass their own clients for local peers."""
+    """Wire the actions for ``settings``; tests pass their own clients for local peers.
+
+    ``clock`` is the one "now" of the service and its actions (tests and the demo seed inject
+    theirs).
+    """
     cfg = settings.actions
 
     def provider() -> Route53:
@@ -101,6 +106,7 @@ def build_service(
                     slos=tuple(load_slos(settings.data_dir / "slos")),
                     synthetic_urls=dict(cfg.synthetic_urls),
                 ),
+                clock=clock,
             ),
             PinOpaBundle(
                 pin_providers,
@@ -113,6 +119,7 @@ def build_service(
                     max_flip_pct=cfg.max_flip_pct,
                     max_not_evaluated_pct=cfg.max_not_evaluated_pct,
                 ),
+                clock=clock,
             ),
         ],
         ActionPolicy(
@@ -122,6 +129,7 @@ def build_service(
             lock_ttl_s=cfg.lock_ttl_minutes * 60,
             verify_timeout_s=cfg.verify_timeout_s,
         ),
+        clock=clock,
     )
 
 
@@ -137,6 +145,9 @@ def with_demo_route53(settings: Settings) -> tuple[Settings, Stop | None]:
     from demo import route53 as demo_route53
 
     started = demo_route53.start_moto()
+    # moto serves through werkzeug, which logs every Route53 poll at INFO: keep the console's log
+    # for the console.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if started is None:
         return settings, None
     endpoint_url, stop = started

@@ -34,8 +34,10 @@ class Held:
     last_run_at: datetime | None
 
 
-def acquire(session: Session, name: str, holder: str, *, ttl_s: float, now: datetime) -> Held | None:
-    """Take or renew lease ``name`` for ``holder`` until ``now + ttl_s``; None if someone holds it."""
+def acquire(
+    session: Session, name: str, holder: str, *, ttl_s: float, now: datetime
+) -> Held | None:
+    """Take or renew lease ``name`` for ``holder`` until ``now + ttl_s``; None if it is held."""
     dialect = session.get_bind().dialect.name
     ctor: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     expires = now + timedelta(seconds=ttl_s)

@@ -82,6 +82,12 @@ PERMISSIONS: dict[str, Permission] = {
             cli=("quarterdeck actions rollback --as USER",),
         ),
         Permission(
+            "demo.health",
+            _PLANNERS,
+            "demo mode only: make a demo region unhealthy or healthy (inverts its health check)",
+            dash=("console.pages.actions.demo_health",),
+        ),
+        Permission(
             "drill.run",
             frozenset({"sre"}),
             "start, mark or end a failover drill (feeds the RTO goal)",
@@ -173,6 +179,12 @@ DASH_GATES: tuple[DashGate, ...] = (
         "console.pages.actions.open_or_close",  # read-only: opens or closes a plan's modal
         frozenset({"actions-plan-id.data", "actions-message.children"}),
         triggers={"{actions-open}.n_clicks": None, "actions-close-btn.n_clicks": None},
+    ),
+    DashGate(
+        "console.pages.actions.demo_health",
+        frozenset({"actions-demo-message.children"}),
+        "demo.health",
+        only_clicks=True,
     ),
     DashGate(
         "console.pages.failover.drill_action",

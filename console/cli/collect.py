@@ -86,6 +86,15 @@ def github(
         float | None, typer.Option(help="seconds between polls; default poll_interval_s")
     ] = None,
     jobs: Annotated[bool, typer.Option(help="also fetch the jobs of completed runs")] = True,
+    lease: Annotated[
+        bool,
+        typer.Option(
+            "--lease/--no-lease", help="with --loop: poll only while holding lease collect:github"
+        ),
+    ] = True,
+    lease_ttl: Annotated[
+        float, typer.Option(help="seconds a silent leader keeps the lease")
+    ] = 30.0,
 ) -> None:
     """Pull PRs, workflow runs (with attempts and jobs) and deployments (with statuses)."""
     from console.clients import github_client as build_client
@@ -104,6 +113,20 @@ def github(
     options = sync_options(settings, since=_since(since), jobs=jobs)
     client = build_client(settings)
     pause = interval if interval is not None else settings.poll_interval_s
+    if loop and lease:
+        from console.cli.collect_traffic import _leader_loop
+        from console.jobs.github import poll_once
+
+        def _pass() -> str:
+            reports, errors = poll_once(ctx, list(repos), options, client=client)
+            options.since = None  # later polls continue from the cursors
+            stored = sum(r.result.stored for r in reports)
+            return f"{len(reports)} repos, {stored} new rows" + "".join(
+                f"; error: {e}" for e in errors
+            )
+
+        _leader_loop("github", _pass, interval_s=pause, ttl_s=lease_ttl, ctx=ctx)
+        return
     while True:
         reports, errors = _poll_with_progress(ctx, list(repos), options, client)
         for report in reports:

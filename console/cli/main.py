@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,9 +29,19 @@ app.add_typer(goals_app, name="goals")
 
 def _add_command_groups() -> None:
     """Mount each area's command group (`quarterdeck collect …`, `actions …`, …), in help order."""
-    from console.cli import actions, audit, bundles, collect, evidence, failover, postmortem, users
+    from console.cli import (
+        actions,
+        audit,
+        bundles,
+        collect,
+        evidence,
+        failover,
+        postmortem,
+        slo,
+        users,
+    )
 
-    for module in (collect, actions, bundles, failover, evidence, postmortem, audit, users):
+    for module in (collect, actions, bundles, failover, evidence, postmortem, slo, audit, users):
         app.add_typer(module.app, name=module.NAME)
 
 
@@ -124,13 +134,40 @@ def goals_show(
         typer.echo(f"  {r.status.upper():8} {r.id:28} {value:>12}  n={r.samples:<6} {r.reason}")
 
 
+def _receivers_server(wsgi_app: object, host: str, port: int, threads: int, limit: int) -> object:
+    """A waitress server of its own (own port, own thread pool) for the bounded receivers."""
+    from waitress import create_server
+
+    from console.wsgi import receivers_app
+
+    return create_server(
+        receivers_app(wsgi_app, max_inflight=limit),  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        threads=threads,
+        ident="quarterdeck-ingest",
+        # Waitress queues at most this many accepted connections per thread before refusing.
+        connection_limit=max(limit * 4, 32),
+    )
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="default QUARTERDECK_HOST or 127.0.0.1")] = None,
     port: Annotated[int | None, typer.Option(help="default QUARTERDECK_PORT or 8050")] = None,
     threads: Annotated[int, typer.Option(help="worker threads")] = 8,
+    ingest_port: Annotated[
+        int | None,
+        typer.Option(help="also serve /ingest/* on this port with its own thread pool"),
+    ] = None,
+    ingest_threads: Annotated[int, typer.Option(help="threads of the receivers' pool")] = 4,
+    ingest_limit: Annotated[
+        int, typer.Option(help="receiver requests in flight before 503 + Retry-After")
+    ] = 8,
 ) -> None:
     """Serve the console, its APIs and receivers (Ctrl-C stops)."""
+    import threading
+
     from waitress import serve as waitress_serve
 
     from console.app import create_app
@@ -147,6 +184,13 @@ def serve(
     if stop_moto is not None:
         stops.append(stop_moto)
     typer.echo(f"Quarterdeck on http://{bind_host}:{bind_port}/  (Ctrl-C stops)")
+    if ingest_port:
+        receivers: Any = _receivers_server(
+            dash_app.server, bind_host, ingest_port, ingest_threads, ingest_limit
+        )
+        threading.Thread(target=receivers.run, name="receivers", daemon=True).start()
+        stops.append(receivers.close)
+        typer.echo(f"receivers on http://{bind_host}:{ingest_port}/ingest/")
     try:
         waitress_serve(
             dash_app.server, host=bind_host, port=bind_port, threads=threads, ident="quarterdeck"
@@ -158,6 +202,64 @@ def serve(
             stop()
         ctx.engine.dispose()
         typer.echo("stopped")
+
+
+@app.command()
+def ingest(
+    host: Annotated[str | None, typer.Option(help="default QUARTERDECK_HOST or 127.0.0.1")] = None,
+    port: Annotated[int, typer.Option(help="port of the receivers")] = 8051,
+    threads: Annotated[int, typer.Option(help="worker threads")] = 4,
+    limit: Annotated[int, typer.Option(help="requests in flight before 503 + Retry-After")] = 8,
+) -> None:
+    """Serve only the receivers (`/ingest/*`, health, metrics): no pages, no pollers."""
+    from console.app import create_app
+
+    ctx = _context()
+    dash_app = create_app(ctx)
+    bind_host = host or ctx.settings.host
+    server: Any = _receivers_server(dash_app.server, bind_host, port, threads, limit)
+    typer.echo(f"Quarterdeck receivers on http://{bind_host}:{port}/ingest/  (Ctrl-C stops)")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        ctx.engine.dispose()
+        typer.echo("stopped")
+
+
+@app.command()
+def maintain(
+    loop: Annotated[bool, typer.Option("--loop", help="repeat on the interval")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between passes")] = 3600.0,
+    decisions_days: Annotated[int, typer.Option(help="raw decisions kept (days)")] = 30,
+    samples_days: Annotated[int | None, typer.Option(help="raw traffic samples kept")] = None,
+    rollups_days: Annotated[int, typer.Option(help="hourly traffic rollups kept (days)")] = 400,
+    lease_ttl: Annotated[
+        float, typer.Option(help="seconds a silent leader keeps the lease")
+    ] = 120.0,
+) -> None:
+    """Roll decisions up by day, create day partitions, drop or delete what is past retention."""
+    from console.cli.collect_traffic import _repeat
+    from store.ingest import utcnow
+    from store.retention import RetentionPolicy
+    from store.retention import maintain as run_maintenance
+
+    ctx = _context()
+    policy = RetentionPolicy(
+        decisions_days=decisions_days,
+        samples_days=samples_days or ctx.settings.prometheus.retention_days or 30,
+        traffic_rollups_days=rollups_days,
+    )
+
+    def once() -> str:
+        with ctx.session() as session:
+            return run_maintenance(session, now=utcnow(), policy=policy).line()
+
+    _repeat(
+        "maintain", once, loop=loop, interval_s=interval, lease=True, lease_ttl_s=lease_ttl, ctx=ctx
+    )
 
 
 _add_command_groups()

@@ -5,7 +5,6 @@ Plans arrive as `actions.registry.plan_dict` dictionaries; audit rows as plain d
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -60,6 +59,86 @@ def action_href(action: str, **params: str) -> str:
     return f"/actions?{query}"
 
 
+# One colour per plan status, text always spelled out (colour is never the only signal).
+STATUS_COLOURS = {
+    "planned": ("#e8eefc", "#1d3f8f"),
+    "blocked": ("#fde8e8", "#9b1c1c"),
+    "approved": ("#efe7fb", "#5521b5"),
+    "dry-run": ("#eef0f3", "#374151"),
+    "applied": ("#fff4d6", "#8a5a00"),
+    "verified": ("#def7ec", "#03543f"),
+    "unverified": ("#fdf0e6", "#9a3412"),
+    "failed": ("#fde8e8", "#9b1c1c"),
+    "expired": ("#eef0f3", "#6b7280"),
+}
+BUTTON_STYLE = {
+    "padding": "6px 14px",
+    "marginRight": "8px",
+    "border": "1px solid #1d3f8f",
+    "borderRadius": "4px",
+    "background": "#1d3f8f",
+    "color": "#fff",
+    "fontWeight": "600",
+    "cursor": "pointer",
+}
+SECONDARY_BUTTON_STYLE = BUTTON_STYLE | {"background": "#fff", "color": "#1d3f8f"}
+DISABLED_BUTTON_STYLE = BUTTON_STYLE | {
+    "background": "#e5e7eb",
+    "color": "#6b7280",
+    "border": "1px solid #d1d5db",
+    "cursor": "not-allowed",
+}
+
+
+def button_style(*, enabled: bool, primary: bool = True) -> dict[str, str]:
+    """The one button look: primary or secondary, greyed out when not allowed."""
+    if not enabled:
+        return DISABLED_BUTTON_STYLE
+    return BUTTON_STYLE if primary else SECONDARY_BUTTON_STYLE
+
+
+def status_badge(status: str) -> html.Span:
+    """A plan status: its own colour and its name in capitals."""
+    background, colour = STATUS_COLOURS.get(status, ("#eef0f3", "#374151"))
+    return html.Span(
+        status.upper(),
+        className=f"qd-badge qd-plan-status qd-plan-status--{status}",
+        style={
+            "background": background,
+            "color": colour,
+            "padding": "2px 8px",
+            "borderRadius": "10px",
+            "fontWeight": "700",
+            "fontSize": "0.85em",
+        },
+        **data_attrs(status=status),
+    )
+
+
+def human(value: Any) -> str:
+    """A value as a person reads it: `us-east 50 · us-west 50`, never a Python/JSON dict."""
+    if value is None:
+        return "—"
+    if isinstance(value, dict):
+        return " · ".join(f"{k} {human(v)}" for k, v in sorted(value.items())) or "—"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(human(v) for v in value) or "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def age_text(seconds: float) -> str:
+    """`42 min`, `3 h`, `2 d`."""
+    if seconds < 3600:
+        return f"{max(0, int(seconds // 60))} min"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h"
+    return f"{int(seconds // 86400)} d"
+
+
 def badge(text: str, *, passed: bool | None) -> html.Span:
     """PASS/FAIL (or neutral) badge."""
     cls = INFO_CLASS if passed is None else (OK_CLASS if passed else FAIL_CLASS)
@@ -67,11 +146,7 @@ def badge(text: str, *, passed: bool | None) -> html.Span:
 
 
 def _value(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
+    return human(value)
 
 
 def diff_table(before: dict[str, Any], after: dict[str, Any]) -> html.Table:
@@ -136,8 +211,7 @@ def impact_view(preview: dict[str, Any]) -> html.Div | None:
         return None
     examples = [
         html.Li(
-            f"{e['decision_id']} ({e['path']}): {e['was']} → {e['now']} — "
-            f"{json.dumps(e['input'], sort_keys=True)}",
+            f"{e['decision_id']} ({e['path']}): {e['was']} → {e['now']} — {human(e['input'])}",
             className="qd-mono",
         )
         for e in impact.get("examples", [])
@@ -165,7 +239,7 @@ def plan_body(plan: dict[str, Any], *, viewer: str | None, roles: frozenset[str]
             html.H2(
                 [
                     f"{plan['action']} — {plan['target']} ",
-                    badge(plan["status"].upper(), passed=None),
+                    status_badge(plan["status"]),
                 ],
                 className="qd-h2",
                 id="actions-modal-title",
@@ -209,9 +283,15 @@ def plans_table(plans: list[dict[str, Any]], *, open_type: str) -> html.Table | 
                 html.Td(p["action"]),
                 html.Td(p["target"], className="qd-mono"),
                 html.Td(p["environment"]),
-                html.Td(badge(p["status"].upper(), passed=None)),
+                html.Td(status_badge(p["status"])),
                 html.Td(p["requested_by"]),
-                html.Td(html.Button("Open", id={"type": open_type, "plan": p["plan_id"]})),
+                html.Td(
+                    html.Button(
+                        "Open",
+                        id={"type": open_type, "plan": p["plan_id"]},
+                        style=button_style(enabled=True, primary=False),
+                    )
+                ),
             ],
             **data_attrs(plan=p["plan_id"]),
         )
@@ -337,3 +417,167 @@ def modal_frame(children: list[Any], *, body_id: str, **aria: Any) -> html.Div:
         id=body_id,
         style=MODAL_HIDDEN,
     )
+
+
+def steps_view(steps: dict[str, Any]) -> html.Div:
+    """The steps left for a plan and who must act next (from `ActionService.next_steps`)."""
+    items = [
+        html.Li(
+            [
+                html.Span("✓ " if st["done"] else "○ ", className="qd-muted"),
+                st["step"],
+                ": ",
+                st["text"],
+            ],
+            className="qd-action-step" + (" qd-action-step--done" if st["done"] else ""),
+            **data_attrs(step=st["step"], done=str(bool(st["done"])).lower()),
+        )
+        for st in steps["steps"]
+    ]
+    approvals = [
+        f"{a['approver']} until {a['expires_at'][:16].replace('T', ' ')} UTC"
+        + ("" if a["valid"] else " (no longer counts)")
+        for a in steps.get("approvals") or []
+    ]
+    return html.Div(
+        [
+            html.Ol(items, className="qd-action-steps"),
+            html.P(["Next: ", html.Strong(steps["next"])], className="qd-action-next"),
+            html.P("Approvals: " + "; ".join(approvals), className="qd-muted")
+            if approvals
+            else None,
+        ],
+        className="qd-action-progress",
+    )
+
+
+def weights_change(plan: dict[str, Any]) -> str:
+    """`us-east 50→20 · us-west 50→80` for a flip; `before → after` otherwise."""
+    old, new = plan["before"].get("weights"), plan["after"].get("weights")
+    if isinstance(old, dict) and isinstance(new, dict):
+        return " · ".join(
+            f"{r} {old.get(r, '—')}→{new.get(r, '—')}" for r in sorted(set(old) | set(new))
+        )
+    keys = sorted(
+        k
+        for k in set(plan["before"]) | set(plan["after"])
+        if plan["before"].get(k) != plan["after"].get(k)
+    )
+    return " · ".join(
+        f"{k} {human(plan['before'].get(k))}→{human(plan['after'].get(k))}" for k in keys
+    )
+
+
+def inbox_view(entries: list[dict[str, Any]], *, open_type: str, signed_in: bool) -> Any:
+    """The approvals inbox: plans waiting for this user's approval, oldest first."""
+    if not signed_in:
+        return html.P(
+            "Sign in as a captain to see plans waiting for approval.", className="qd-muted"
+        )
+    if not entries:
+        return html.P("Nothing waits for your approval.", className="qd-muted qd-inbox-empty")
+    rows = [
+        html.Tr(
+            [
+                html.Td(e["plan_id"], className="qd-mono"),
+                html.Td(e["action"]),
+                html.Td(e["target"], className="qd-mono"),
+                html.Td(e["environment"]),
+                html.Td(weights_change(e), className="qd-mono"),
+                html.Td(
+                    "every rule passes"
+                    if all(r["passed"] for r in e["rules"])
+                    else "fails: " + ", ".join(r["name"] for r in e["rules"] if not r["passed"])
+                ),
+                html.Td(e["requested_by"]),
+                html.Td(age_text(float(e["age_s"]))),
+                html.Td(e["expires_at"][:16].replace("T", " ") + " UTC"),
+                html.Td(
+                    html.Button(
+                        "Review",
+                        id={"type": open_type, "plan": "inbox:" + e["plan_id"]},
+                        style=button_style(enabled=True),
+                    )
+                ),
+            ],
+            className="qd-inbox-row",
+            **data_attrs(plan=e["plan_id"]),
+        )
+        for e in entries
+    ]
+    head = html.Thead(
+        html.Tr(
+            [
+                html.Th(h)
+                for h in (
+                    "Plan",
+                    "Action",
+                    "Target",
+                    "Env",
+                    "Change",
+                    "Rules",
+                    "By",
+                    "Age",
+                    "Expires",
+                    "",
+                )
+            ]
+        )
+    )
+    return html.Table([head, html.Tbody(rows)], className="qd-table qd-inbox")
+
+
+def inbox_indicator(count: int | None) -> Any:
+    """The header's approvals count (None: the user may not approve, nothing shown)."""
+    if count is None:
+        return None
+    return html.A(
+        f"Approvals: {count}",
+        href="/actions#inbox",
+        className="qd-inbox-indicator",
+        style={
+            "padding": "2px 10px",
+            "borderRadius": "10px",
+            "fontWeight": "700",
+            "background": "#fde8e8" if count else "#eef0f3",
+            "color": "#9b1c1c" if count else "#374151",
+        },
+        **data_attrs(count=count),
+    )
+
+
+def record_status_table(rows: list[dict[str, Any]]) -> html.Table:
+    """A record's regions now: weight, share by weight, observed share, health and why."""
+    body = [
+        html.Tr(
+            [
+                html.Td(r["region"]),
+                html.Td(str(r["weight"]), className="qd-num"),
+                html.Td(f"{r['share']:.0f}%", className="qd-num"),
+                html.Td(
+                    "—" if r["observed_share"] is None else f"{r['observed_share']:.0f}%",
+                    className="qd-num",
+                ),
+                html.Td(
+                    badge(
+                        {True: "HEALTHY", False: "UNHEALTHY", None: "UNKNOWN"}[r["healthy"]],
+                        passed=r["healthy"],
+                    )
+                ),
+                html.Td(r["health"], className="qd-muted"),
+            ],
+            **data_attrs(region=r["region"], healthy=str(r["healthy"]).lower()),
+        )
+        for r in rows
+    ]
+    head = html.Thead(
+        html.Tr(
+            [html.Th(h) for h in ("Region", "Weight", "Share", "Observed", "Health", "Evidence")]
+        )
+    )
+    return html.Table([head, html.Tbody(body)], className="qd-table qd-record-status")
+
+
+def weights_text(rows: list[dict[str, Any]]) -> str:
+    """The form's weights field prefilled with the current weights (`us-east=50,us-west=50`)."""
+    return ",".join(f"{r['region']}={r['weight']}" for r in rows)

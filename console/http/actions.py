@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, g, jsonify, request
 
+from actions.dns_weights import known_records
 from actions.registry import Response as ActionResponse
 from actions.registry import plan_dict
 from console.auth.users import actor_of
@@ -66,6 +67,29 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
         with ctx.session() as session:
             return jsonify([plan_dict(p) for p in recent_plans(session, limit=limit)])
 
+    @bp.get("/api/actions/inbox")
+    def inbox() -> Response:
+        """Plans waiting for the signed-in user's approval (empty for non-approvers)."""
+        with ctx.session() as session:
+            return jsonify(build_service(ctx.settings).inbox(session, actor_of(g.identity)))
+
+    @bp.get("/api/actions/plans/<plan_id>")
+    def one_plan(plan_id: str) -> tuple[Response, int]:
+        """One plan with its steps left, who acts next and what the caller may do."""
+        service = build_service(ctx.settings)
+        with ctx.session() as session:
+            found = service.get(session, plan_id)
+            if found is None:
+                return jsonify({"error": f"no plan {plan_id!r}"}), 404
+            steps = service.next_steps(session, found, actor_of(g.identity))
+            return jsonify(plan_dict(found) | {"next_steps": steps}), 200
+
+    @bp.get("/api/actions/records")
+    def records() -> Response:
+        """The weighted records the Route 53 collector knows (the flip form's picker)."""
+        with ctx.session() as session:
+            return jsonify(known_records(session))
+
     @bp.post("/api/actions/plan")
     def plan() -> tuple[Response, int]:
         data = body()
@@ -96,7 +120,8 @@ def make_blueprint(ctx: AppContext) -> Blueprint:
                 actor_of(g.identity),
                 plan_id,
                 reason=str(data.get("reason", "")),
-                live=bool(data.get("live", False)),
+                # absent: live where the environment allows it (a rehearsal elsewhere)
+                live=None if data.get("live") is None else bool(data.get("live")),
                 override=[str(r) for r in data.get("override") or []],
             )
             return _answer(result)

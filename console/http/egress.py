@@ -1,50 +1,48 @@
-"""Egress and error-budget HTTP: `POST /ingest/exports`, `POST /ingest/incidents`,
-`GET /api/gates/<service>`, evidence downloads through short-lived signed URLs.
+"""Egress HTTP: `POST /ingest/exports`, evidence downloads through short-lived signed URLs.
+(`POST /ingest/incidents` and `GET /api/gates/<service>` live in `console/http/reliability.py`.)
 
 - `/ingest/exports` (bearer token) takes JSON lines; one bad line refuses the whole request with
-  400 naming every bad line and field, and stores nothing. `/ingest/incidents` (bearer token)
-  takes one incident object or a list the same way (a later report updates resolution).
-  Both are thin: credential check, bounded read, one collector call (`receive_*`), counts out;
-  an item the store cannot hold is dead-lettered by the collector and the rest stored.
-- `/api/gates/<service>` answers 200 `{"state": "normal"}` or 423 `{"state": "freeze", "reason"}`
-  from the error-budget policy, so CI can ask before deploying (`?at=` evaluates another instant).
+  400 naming every bad line and field, and stores nothing. It is thin: credential check,
+  bounded read, one collector call (`receive_*`), counts out; an item the store cannot hold is
+  dead-lettered by the collector and the rest stored.
 - `/evidence/packs/<id>/download?token=…` checks the HMAC token (`sub`, `scope`, `exp` ≤ 10 min),
-  limits downloads per user (429 + `Retry-After`, never 5xx), renders the pack watermarked for
-  this download, answers with `X-Export-User/-Id/-Timestamp`, and records every attempt as an
-  export event.
+  limits downloads per user and per tenant (429 + `Retry-After`, never 5xx), renders the pack
+  watermarked for this download, answers with `X-Export-User/-Id/-Timestamp`,
+  `X-Export-Token-State` and `X-Request-ID`, and records every attempt as one export event keyed
+  on the proxy's `X-Request-ID` (so the proxy's log line merges into it, never beside it).
+- `GET /api/egress/summary?from=…&to=…` (ISO-8601 UTC; default the last 24 h): the figures the
+  Egress page and the goals show (`store.queries.egress.egress_summary`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from collectors import exports, incidents
+from collectors import exports
 from collectors.base import InvalidItem, parse_time
 from console import evidence_service as service
 from console.context import AppContext
 from console.http.receivers import BodyTooLarge, bearer_refusal, demo_secret, read_body
 from console.http.receivers import error as _error
-from console.settings.ingest import DEMO_EXPORTS_TOKEN, DEMO_INCIDENTS_TOKEN
-from egress.limiter import RateLimiter, make_limiter
+from console.settings.ingest import DEMO_EXPORTS_TOKEN
+from egress.limiter import DownloadLimits, RateLimiter, make_limiter
 from egress.tokens import TokenError, verify_token
 from evidence.pack import EvidenceError
 from evidence.signing import SigningKeyError
 from store.ingest import IngestResult, utcnow
-from store.queries.reliability import policy_state
-from store.slo import BURN_WINDOWS, SloConfigError, format_duration
+from store.measures import Window
+from store.queries.egress import egress_summary
 
 log = logging.getLogger(__name__)
 
 MAX_EXPORT_BYTES = 10 * 1024 * 1024
-MAX_INCIDENT_BYTES = 10 * 1024 * 1024
-MAX_INCIDENTS = incidents.MAX_INCIDENTS
 EXPORTS_SETTING = "QUARTERDECK_INGEST__EXPORTS_TOKEN"
-INCIDENTS_SETTING = "QUARTERDECK_INGEST__INCIDENTS_TOKEN"
 
 
 def _iso(value: datetime) -> str:
@@ -59,17 +57,6 @@ def exports_token(ctx: AppContext) -> str | None:
         demo_mode=cfg.demo_mode,
         demo_value=DEMO_EXPORTS_TOKEN,
         setting=EXPORTS_SETTING,
-    )
-
-
-def incidents_token(ctx: AppContext) -> str | None:
-    """The `/ingest/incidents` bearer token (the demo token in demo mode when none is set)."""
-    cfg = service.config(ctx)
-    return demo_secret(
-        cfg.incidents_token,
-        demo_mode=cfg.demo_mode,
-        demo_value=DEMO_INCIDENTS_TOKEN,
-        setting=INCIDENTS_SETTING,
     )
 
 
@@ -94,56 +81,67 @@ def _receive(
     return jsonify(result.as_dict() | {"rejects": result.reasons[:100]}), 200
 
 
-def _gate_body(ctx: AppContext, service_name: str, at: datetime) -> tuple[dict[str, Any], int]:
-    slos = service.slo_definitions(ctx)
-    if not any(s.service == service_name for s in slos):
-        return {"error": f"no SLO is defined for service {service_name!r}"}, 404
-    with ctx.session() as session:
-        state, reason, statuses = policy_state(session, slos, service=service_name, as_of=at)
-    body: dict[str, Any] = {
-        "service": service_name,
-        "state": state,
-        "as_of": _iso(at),
-        "slos": [
-            {
-                "slo": s.slo.slo,
-                "objective": s.slo.objective,
-                "window": s.slo.window,
-                "state": s.state,
-                "no_data": s.no_data,
-                "samples": s.samples,
-                "budget_remaining": None
-                if s.budget_remaining is None
-                else round(s.budget_remaining, 6),
-                "burn_rates": {
-                    format_duration(w): None if s.burn[w] is None else round(s.burn[w] or 0, 4)
-                    for w in BURN_WINDOWS
-                },
-                "alerts": [f"{p.pair.severity} {p.pair.label}" for p in s.firing],
-                "reason": s.reason,
-            }
-            for s in statuses
-        ],
-    }
-    if reason:
-        body["reason"] = reason
-    return body, 423 if state == "freeze" else 200
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,100}$")
+_TENANT = re.compile(r"^[A-Za-z0-9._@-]{1,200}$")
 
 
-def make_blueprint(ctx: AppContext, *, limiter: RateLimiter | None = None) -> Blueprint:
-    """Build the egress blueprint; ``limiter`` overrides the one built from settings."""
-    bp = Blueprint("egress", __name__)
+def request_id() -> str:
+    """The proxy's request id (`X-Request-ID`, NGINX `$request_id`), else one of our own."""
+    given = request.headers.get("X-Request-ID", "")
+    return given if _REQUEST_ID.match(given) else f"qd-{uuid.uuid4().hex}"
+
+
+def request_tenant(claimed: str | None, default: str) -> str:
+    """The download's tenant: the token's `ten` claim, else the proxy's `X-Tenant`, else default."""
+    if claimed:
+        return claimed[:200]
+    given = request.headers.get("X-Tenant", "")
+    return given if _TENANT.match(given) else default
+
+
+def download_limits(
+    ctx: AppContext, *, limiter: RateLimiter | None, tenant_limiter: RateLimiter | None
+) -> DownloadLimits:
+    """Per-user and per-tenant limits from settings (Redis when set); either may be given."""
     cfg = service.config(ctx)
-    downloads = limiter or make_limiter(
+    user = limiter or make_limiter(
         limit=cfg.rate_limit,
         window_s=cfg.rate_window_s,
         redis_url=cfg.redis_url,
         prefix=cfg.rate_key_prefix,
     )
+    tenant = tenant_limiter or make_limiter(
+        limit=cfg.tenant_rate_limit,
+        window_s=cfg.tenant_rate_window_s,
+        redis_url=cfg.redis_url,
+        prefix=f"{cfg.rate_key_prefix}tenant:",
+    )
+    return DownloadLimits(
+        user, tenant, user_window_s=cfg.rate_window_s, tenant_window_s=cfg.tenant_rate_window_s
+    )
+
+
+def summary_window(args: Any, now: datetime) -> Window:
+    """`from`/`to` (ISO-8601 UTC) of `/api/egress/summary`; default the last 24 h."""
+    end = parse_time(args["to"], field="to") if args.get("to") else now
+    start = parse_time(args["from"], field="from") if args.get("from") else end - timedelta(days=1)
+    if start >= end:
+        raise InvalidItem("from: must be before to")
+    return Window(start, end)
+
+
+def make_blueprint(
+    ctx: AppContext,
+    *,
+    limiter: RateLimiter | None = None,
+    tenant_limiter: RateLimiter | None = None,
+) -> Blueprint:
+    """Build the egress blueprint; ``limiter``/``tenant_limiter`` override the settings' ones."""
+    bp = Blueprint("egress", __name__)
+    cfg = service.config(ctx)
+    limits = download_limits(ctx, limiter=limiter, tenant_limiter=tenant_limiter)
     if exports_token(ctx) == DEMO_EXPORTS_TOKEN:
         log.warning("demo mode: /ingest/exports bearer token is %r", DEMO_EXPORTS_TOKEN)
-    if incidents_token(ctx) == DEMO_INCIDENTS_TOKEN:
-        log.warning("demo mode: /ingest/incidents bearer token is %r", DEMO_INCIDENTS_TOKEN)
 
     @bp.post("/ingest/exports")
     def ingest_exports() -> tuple[Response, int]:
@@ -159,34 +157,6 @@ def make_blueprint(ctx: AppContext, *, limiter: RateLimiter | None = None) -> Bl
             lines = counts["stored"] + counts["duplicates"] + counts["rejected"]
             response = jsonify({"lines": lines, **counts})
         return response, status
-
-    @bp.post("/ingest/incidents")
-    def ingest_incidents() -> tuple[Response, int]:
-        return _receive(
-            ctx,
-            incidents.SOURCE,
-            incidents_token(ctx),
-            INCIDENTS_SETTING,
-            MAX_INCIDENT_BYTES,
-            lambda session, body: incidents.receive_incidents(session, body, received_at=utcnow()),
-        )
-
-    @bp.get("/api/gates/<service_name>")
-    def gate(service_name: str) -> tuple[Response, int]:
-        at = utcnow()
-        if request.args.get("at"):
-            try:
-                at = parse_time(request.args["at"], field="at")
-            except InvalidItem as exc:
-                return _error(400, str(exc))
-        try:
-            body, status = _gate_body(ctx, service_name, at)
-        except SloConfigError as exc:
-            return _error(500, "invalid SLO definitions", problems=exc.problems)
-        except Exception as exc:
-            log.exception("error-budget gate for %s failed", service_name)
-            return _error(503, f"store unavailable: {type(exc).__name__}")
-        return jsonify(body), status
 
     @bp.post("/api/evidence/packs/<pack_id>/link")
     def link(pack_id: str) -> tuple[Response, int]:
@@ -205,88 +175,132 @@ def make_blueprint(ctx: AppContext, *, limiter: RateLimiter | None = None) -> Bl
         url, exp = service.signed_download_url(ctx, pack_id, user=user)
         return jsonify({"url": url, "expires_at": _iso(datetime.fromtimestamp(exp, UTC))}), 200
 
-    def _record(**fields: Any) -> None:
-        # Recording must never turn an answer into a 5xx: log and answer anyway.
+    def _record(row: dict[str, Any]) -> None:
+        # Recording must never turn an answer into a 5xx: log and answer anyway. A request id
+        # already taken (a client-chosen X-Request-ID) must not lose the attempt: own id then.
         try:
             with ctx.session() as session:
-                service.record_download(session, **fields)
+                if not exports.record_app_event(session, row):
+                    exports.record_app_event(session, row | {"event_id": f"qd-{uuid.uuid4().hex}"})
         except Exception:
-            log.exception("recording download of %s failed", fields.get("pack_id"))
+            log.exception("recording download %s failed", row.get("route"))
+
+    @bp.get("/api/egress/summary")
+    def summary() -> tuple[Response, int]:
+        try:
+            window = summary_window(request.args, utcnow())
+        except InvalidItem as exc:
+            return _error(400, str(exc))
+        try:
+            with ctx.session() as session:
+                figures = egress_summary(session, window=window, routes=cfg.export_routes)
+        except Exception as exc:
+            log.exception("egress summary failed")
+            return _error(503, f"store unavailable: {type(exc).__name__}")
+        body = {
+            "from": _iso(window.start),
+            "to": _iso(window.end),
+            **figures.as_dict(),
+            "declared_routes": list(cfg.export_routes),
+            "limits": {
+                "user": {"limit": cfg.rate_limit, "window_s": cfg.rate_window_s},
+                "tenant": {"limit": cfg.tenant_rate_limit, "window_s": cfg.tenant_rate_window_s},
+            },
+        }
+        return jsonify(body), 200
 
     @bp.get("/evidence/packs/<pack_id>/download")
     def download(pack_id: str) -> Response | tuple[Response, int]:
         now = utcnow()
-        event_id = f"dl-{uuid.uuid4().hex}"
+        event_id = request_id()
         scope = service.DOWNLOAD_SCOPE + pack_id
-        base: dict[str, Any] = {"event_id": event_id, "pack_id": pack_id, "at": now, "size": 0}
+        route = f"/evidence/packs/{pack_id}/download"[:500]
+
+        def row(status: int, state: str, reason: str | None, **more: Any) -> dict[str, Any]:
+            return {
+                "event_id": event_id,
+                "export_id": None,
+                "ts": now,
+                "user": None,
+                "tenant": request_tenant(None, cfg.default_tenant),
+                "route": route,
+                "status": status,
+                "bytes": 0,
+                "token_state": state,
+                "token_scope": None,
+                "watermarked": False,
+                "answered_by": "application",
+                "reason": reason,
+            } | more
+
+        def answer(response: Response, status: int, state: str) -> tuple[Response, int]:
+            response.headers["X-Request-ID"] = event_id
+            response.headers["X-Export-Token-State"] = state
+            return response, status
+
         token = request.args.get("token", "")
         if not token:
-            _record(
-                **base,
-                export_id=None,
-                user=None,
-                status=401,
-                token_state=service.STATE_MISSING,
-                scope=None,
-                watermarked=False,
+            _record(row(401, service.STATE_MISSING, "missing_token"))
+            return answer(
+                *_error(401, "missing token: ask the console for a signed download URL"),
+                service.STATE_MISSING,
             )
-            return _error(401, "missing token: ask the console for a signed download URL")
         try:
             claims = verify_token(
                 service.token_secret(ctx), token, scope=scope, now=now.timestamp()
             )
         except TokenError as exc:
             state = service.STATE_EXPIRED if str(exc) == "expired" else service.STATE_INVALID
-            _record(
-                **base,
-                export_id=None,
-                user=None,
-                status=403,
-                token_state=state,
-                scope=None,
-                watermarked=False,
-            )
-            return _error(403, f"token refused: {exc}")
-        decision = downloads.hit(claims.sub)
-        if not decision.allowed:
-            _record(
-                **base,
-                export_id=None,
-                user=claims.sub,
-                status=429,
-                token_state=service.STATE_VALID,
-                scope=claims.scope,
-                watermarked=False,
-            )
+            _record(row(403, state, f"{state}_token"))
+            return answer(*_error(403, f"token refused: {exc}"), state)
+        tenant = request_tenant(claims.tenant, cfg.default_tenant)
+        mine = {"user": claims.sub, "tenant": tenant, "token_scope": claims.scope}
+        verdict = limits.check(user=claims.sub, tenant=tenant)
+        if not verdict.allowed:
+            decision = verdict.decision
+            _record(row(429, service.STATE_VALID, f"rate_limited_{verdict.refused_by}", **mine))
+            who = "user" if verdict.refused_by == "user" else f"tenant {tenant!r}"
             response, status = _error(
                 429,
-                f"download limit of {decision.limit} per {cfg.rate_window_s} s reached",
+                f"download limit of {decision.limit} per {verdict.window_s} s for this {who} "
+                "reached",
                 retry_after_s=decision.retry_after_s,
+                limit=verdict.refused_by,
             )
             response.headers["Retry-After"] = str(decision.retry_after_s)
-            return response, status
-        export_id = f"{pack_id}.{claims.jti or event_id[3:15]}"
+            return answer(response, status, service.STATE_VALID)
+        decision = verdict.decision
+        export_id = f"{pack_id}.{claims.jti or event_id[-12:]}"
         try:
             with ctx.session() as session:
                 pack = service.get_pack(session, pack_id)
             if pack is None:
-                return _error(404, f"no evidence pack {pack_id!r}")
+                _record(row(404, service.STATE_VALID, "not_found", **mine))
+                return answer(*_error(404, f"no evidence pack {pack_id!r}"), service.STATE_VALID)
             data = service.render_download(ctx, pack, export_id=export_id, user=claims.sub, at=now)
         except EvidenceError as exc:
-            return _error(409, str(exc))
+            _record(row(409, service.STATE_VALID, "conflict", **mine))
+            return answer(*_error(409, str(exc)), service.STATE_VALID)
         except SigningKeyError as exc:
-            return _error(503, str(exc))
+            _record(row(503, service.STATE_VALID, None, **mine))
+            return answer(*_error(503, str(exc)), service.STATE_VALID)
         except Exception as exc:
             log.exception("rendering evidence pack %s failed", pack_id)
-            return _error(503, f"store unavailable: {type(exc).__name__}")
+            _record(row(503, service.STATE_VALID, None, **mine))
+            return answer(
+                *_error(503, f"store unavailable: {type(exc).__name__}"), service.STATE_VALID
+            )
+        # The watermark is in every file (render_download) and in the headers below.
         _record(
-            **(base | {"size": len(data)}),
-            export_id=export_id,
-            user=claims.sub,
-            status=200,
-            token_state=service.STATE_VALID,
-            scope=claims.scope,
-            watermarked=True,
+            row(
+                200,
+                service.STATE_VALID,
+                None,
+                **mine,
+                export_id=export_id,
+                bytes=len(data),
+                watermarked=True,
+            )
         )
         response = Response(data, mimetype="application/zip")
         response.headers["Content-Disposition"] = f'attachment; filename="{export_id}.zip"'
@@ -295,6 +309,8 @@ def make_blueprint(ctx: AppContext, *, limiter: RateLimiter | None = None) -> Bl
         response.headers["X-Export-Timestamp"] = _iso(now)
         response.headers["X-RateLimit-Remaining"] = str(decision.remaining)
         response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Request-ID"] = event_id
+        response.headers["X-Export-Token-State"] = service.STATE_VALID
         return response
 
     return bp

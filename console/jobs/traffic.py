@@ -2,7 +2,8 @@
 
 The composition root builds the clients here (requests, boto3, psycopg) and hands them to the
 collectors. `start(ctx)` runs a poller thread per configured source under `quarterdeck serve`;
-`quarterdeck collect prometheus|route53|failover` runs the same passes from the CLI.
+`quarterdeck collect prometheus|route53|failover|slo` runs the same passes from the CLI. The SLI
+pass (`run_slis`) evaluates every SLO's good/total queries against the same Prometheus.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from collectors import failover, prometheus, route53
+from collectors import failover, prometheus, route53, sli
+from console import evidence_service
 from console.clients import aws_client, http_session, pg_connector, route53_client
 from console.clients import route53 as route53_provider
 from console.context import AppContext
@@ -37,8 +39,28 @@ def run_prometheus(ctx: AppContext, http: Any | None = None) -> IngestResult:
         lookback=timedelta(minutes=cfg.lookback_minutes),
         settle=timedelta(seconds=cfg.settle_s),
         retention=timedelta(days=cfg.retention_days) if cfg.retention_days else None,
+        timeout_s=cfg.timeout_s,
+        default_region=cfg.default_region,
     )
     return prometheus.sync_traffic(ctx.sessions, http or http_session(), poll)
+
+
+def run_slis(ctx: AppContext, http: Any | None = None) -> sli.SliReport:
+    """One SLI pass: every SLO's good/total from Prometheus, from its cursor to now.
+
+    Failures are per SLO (recorded on Ingest health as `prometheus.sli:<service>/<slo>`).
+    """
+    cfg = ctx.settings.prometheus
+    if not cfg.url:
+        raise ValueError("QUARTERDECK_PROMETHEUS__URL is not set")
+    return sli.sync_slis(
+        ctx.sessions,
+        http or http_session(),
+        evidence_service.slo_definitions(ctx),
+        base_url=cfg.url,
+        timeout_s=cfg.timeout_s,
+        settle=timedelta(seconds=cfg.settle_s),
+    )
 
 
 def run_route53(ctx: AppContext, client: Any | None = None) -> IngestResult:
@@ -153,6 +175,9 @@ def start(ctx: AppContext) -> Callable[[], None] | None:
                 lambda: run_prometheus(ctx, http),
                 settings.prometheus.poll_interval_s,
             )
+        )
+        pollers.append(
+            Poller("slo", lambda: run_slis(ctx, http), settings.prometheus.slo_interval_s)
         )
     if settings.route53.records:
         r53 = route53_client(settings)

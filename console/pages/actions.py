@@ -1,7 +1,13 @@
 """Actions: plan a DNS weight flip or a bundle pin, see every rule, then approve/apply in a modal.
 
-Three thin callbacks: `make_plan` (the form), `open_or_close` (the modal, read-only) and `act`
-(approve / apply / verify / roll back). Each reads `flask.g.identity` and calls the action service,
+A plan is the preview (computed without side effects); approval attaches to it; Apply is the only
+step that changes the world, live where the environment allows it. The modal shows the steps
+left and who acts next; captains see the plans waiting for them in the approvals inbox. The flip
+form picks a record the Route 53 collector knows and shows its weights, shares and health.
+
+Thin callbacks: `make_plan` (the form), `open_or_close` (the modal, read-only), `act`
+(approve / apply / verify / roll back) and, in demo mode, `demo_health` (the demo control that
+makes a region unhealthy). Each reads `flask.g.identity` and calls the action service,
 which checks the role, the two-person rule, break-glass and drift itself; what the page enables or
 hides is convenience only. Query arguments (`?action=&record=&env=&bundle=&revision=`)
 prefill the form so the Traffic and Policy pages can link here.
@@ -16,13 +22,15 @@ import dash
 import flask
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
+from actions.base import InvalidParams
+from actions.dns_weights import known_records
 from actions.registry import plan_dict
 from console.auth.users import actor_of
 from console.callbacks import callback
 from console.components import actions as view
 from console.runtime import get_context
 from console.wiring import build_service
-from store.queries.actions import plan_by_id, recent_plans
+from store.queries.actions import recent_plans
 
 dash.register_page(
     __name__, path="/actions", name="Actions", title="Quarterdeck — Actions", order=50
@@ -47,7 +55,6 @@ VERSION = "actions-version"
 MODAL = "actions-modal"
 MODAL_BODY = "actions-modal-body"
 REASON = "actions-reason"
-LIVE = "actions-live"
 OVERRIDE = "actions-override"
 OVERRIDE_ROW = "actions-override-row"
 APPROVE_BTN = "actions-approve-btn"
@@ -58,6 +65,12 @@ CLOSE_BTN = "actions-close-btn"
 MESSAGE = "actions-message"
 FORM_MESSAGE = "actions-form-message"
 WHO = "actions-who"
+INBOX = "actions-inbox"
+RECORD_STATUS = "actions-record-status"
+STEPS = "actions-steps"
+DEMO_HEALTH = "actions-demo-health"
+DEMO_MESSAGE = "actions-demo-message"
+INBOX_PREFIX = "inbox:"
 
 FLIP = "route53.flip-weights"
 PIN = "opa.pin-bundle"
@@ -109,7 +122,16 @@ def layout(
                     ),
                     html.Div(
                         [
-                            _field("Record", dcc.Input(id=RECORD, value=record or "", type="text")),
+                            _field(
+                                "Record",
+                                dcc.Dropdown(
+                                    id=RECORD,
+                                    options=[record] if record else [],
+                                    value=record or None,
+                                    placeholder="Pick a record the Route 53 collector knows",
+                                ),
+                            ),
+                            html.Div(id=RECORD_STATUS),
                             _field(
                                 "Weights (region=0–255,…)",
                                 dcc.Input(id=WEIGHTS, value=weights or "", type="text"),
@@ -137,11 +159,19 @@ def layout(
                         ],
                         id=PIN_FIELDS,
                     ),
-                    html.Button("Plan", id=PLAN_BTN),
+                    html.Button("Preview plan", id=PLAN_BTN, style=view.button_style(enabled=True)),
+                    html.P(
+                        "Previewing changes nothing. A production plan then needs a captain's "
+                        "approval; Apply makes the change.",
+                        className="qd-muted",
+                    ),
                     html.Div(id=FORM_MESSAGE),
                 ],
                 className="qd-section qd-action-form",
             ),
+            _demo_controls(),
+            html.H2("Waiting for your approval", className="qd-h2", id="inbox"),
+            html.Div(id=INBOX),
             html.H2("Recent plans", className="qd-h2"),
             html.Div(html.P("Reading plans…", className="qd-muted"), id=PLANS),
             dcc.Store(id=PLAN_ID),
@@ -153,11 +183,7 @@ def layout(
                         "Reason (required)",
                         dcc.Textarea(id=REASON, value="", style={"width": "100%", "height": "3em"}),
                     ),
-                    dcc.Checklist(
-                        id=LIVE,
-                        options=[{"label": " Live (default is a dry run)", "value": "live"}],
-                        value=[],
-                    ),
+                    html.Div(id=STEPS),
                     html.Div(
                         [
                             html.Span("Break-glass (admin): bypass ", className="qd-muted"),
@@ -168,11 +194,15 @@ def layout(
                     ),
                     html.Div(
                         [
-                            html.Button("Approve", id=APPROVE_BTN),
-                            html.Button("Apply", id=APPLY_BTN),
-                            html.Button("Verify", id=VERIFY_BTN),
-                            html.Button("Roll back", id=ROLLBACK_BTN),
-                            html.Button("Close", id=CLOSE_BTN),
+                            html.Button("Approve", id=APPROVE_BTN, disabled=True),
+                            html.Button("Apply", id=APPLY_BTN, disabled=True),
+                            html.Button("Verify", id=VERIFY_BTN, disabled=True),
+                            html.Button("Roll back", id=ROLLBACK_BTN, disabled=True),
+                            html.Button(
+                                "Close",
+                                id=CLOSE_BTN,
+                                style=view.button_style(enabled=True, primary=False),
+                            ),
                         ],
                         className="qd-action-buttons",
                     ),
@@ -290,7 +320,7 @@ def open_or_close(
         return None, bump, None
     if not isinstance(trigger, dict) or not any(opens):  # a re-rendered table, not a click
         return no_update, no_update, no_update
-    return trigger["plan"], bump, None
+    return str(trigger["plan"]).removeprefix(INBOX_PREFIX), bump, None
 
 
 @callback(
@@ -303,7 +333,6 @@ def open_or_close(
     Input(ROLLBACK_BTN, "n_clicks"),
     State(PLAN_ID, "data"),
     State(REASON, "value"),
-    State(LIVE, "value"),
     State(OVERRIDE, "value"),
     State(VERSION, "data"),
     prevent_initial_call=True,
@@ -315,7 +344,6 @@ def act(
     _rollback: int | None,
     plan_id: str | None,
     reason: str | None,
-    live: list[str] | None,
     override: list[str] | None,
     version: int | None,
 ) -> tuple[Any, Any, Any]:
@@ -338,7 +366,6 @@ def act(
                 actor,
                 plan_id,
                 reason=reason or "",
-                live="live" in (live or []),
                 override=list(override or []),
             )
         elif trigger == VERIFY_BTN:
@@ -349,35 +376,161 @@ def act(
     return shown, (version or 0) + 1, view.message_box(result.message, ok=result.ok)
 
 
+BUTTONS = (
+    ("approve", APPROVE_BTN, True),
+    ("apply", APPLY_BTN, True),
+    ("verify", VERIFY_BTN, False),
+    ("rollback", ROLLBACK_BTN, False),
+)
+
+
 @callback(
     Output(MODAL, "style"),
     Output(MODAL_BODY, "children"),
     Output(OVERRIDE, "options"),
     Output(OVERRIDE, "value"),
-    Output(APPROVE_BTN, "disabled"),
     Output(OVERRIDE_ROW, "style"),
+    Output(STEPS, "children"),
+    *[Output(button, "disabled") for _, button, _ in BUTTONS],
+    *[Output(button, "style") for _, button, _ in BUTTONS],
     Input(PLAN_ID, "data"),
     Input(VERSION, "data"),
 )
 def show_modal(plan_id: str | None, _version: int) -> tuple[Any, ...]:
-    """Open the modal on the current plan (read-only render)."""
-    if not plan_id:
-        return view.MODAL_HIDDEN, None, [], [], True, {"display": "none"}
-    with get_context().session() as session:
-        plan = plan_by_id(session, plan_id)
-        data = plan_dict(plan) if plan is not None else None
-    if data is None:
-        return view.MODAL_HIDDEN, None, [], [], True, {"display": "none"}
+    """Open the modal on the current plan: steps left, and only the buttons allowed now."""
     identity = _identity()
+    actor = actor_of(identity) if identity else None
+    data = steps = None
+    if plan_id:
+        context = get_context()
+        service = build_service(context.settings)
+        with context.session() as session:
+            plan = service.get(session, plan_id)
+            if plan is not None:
+                data = plan_dict(plan)
+                steps = service.next_steps(session, plan, actor)
+    if data is None or steps is None:
+        off = [view.button_style(enabled=False) for _ in BUTTONS]
+        return (view.MODAL_HIDDEN, None, [], [], {"display": "none"}, None, *[True] * 4, *off)
+    may = steps["may"]
     roles = identity.roles if identity else frozenset()
     user = identity.user if identity else None
-    can_approve = identity is not None and identity.has("captain") and user != data["requested_by"]
-    admin = "admin" in roles
     return (
         view.MODAL_STYLE,
         view.plan_body(data, viewer=user, roles=roles),
         view.override_options(data),
         [],
-        not can_approve,
-        {} if admin else {"display": "none"},
+        {} if may["override"] else {"display": "none"},
+        view.steps_view(steps),
+        *[not may[name] for name, _, _ in BUTTONS],
+        *[view.button_style(enabled=may[name], primary=primary) for name, _, primary in BUTTONS],
+    )
+
+
+@callback(Output(INBOX, "children"), Input(VERSION, "data"))
+def show_inbox(_version: int) -> Any:
+    """The approvals inbox of the signed-in user (read-only)."""
+    identity = _identity()
+    if identity is None:
+        return view.inbox_view([], open_type=OPEN, signed_in=False)
+    context = get_context()
+    with context.session() as session:
+        entries = build_service(context.settings).inbox(session, actor_of(identity))
+    return view.inbox_view(entries, open_type=OPEN, signed_in=True)
+
+
+@callback(Output(RECORD, "options"), Input(VERSION, "data"), State(RECORD, "value"))
+def record_options(_version: int, current: str | None) -> list[dict[str, str]]:
+    """The records the Route 53 collector knows, with their last observed weights (read-only)."""
+    with get_context().session() as session:
+        known = known_records(session)
+    options = [
+        {"label": f"{r['record']} ({r['type']}: {view.human(r['weights'])})", "value": r["record"]}
+        for r in known
+    ]
+    if current and current not in {o["value"] for o in options}:
+        options.append({"label": current, "value": current})
+    return options
+
+
+@callback(
+    Output(RECORD_STATUS, "children"),
+    Output(WEIGHTS, "value"),
+    Input(RECORD, "value"),
+    State(WEIGHTS, "value"),
+)
+def record_status(record: str | None, weights: str | None) -> tuple[Any, Any]:
+    """The picked record's regions now (weights, shares, health); prefills empty weights."""
+    if not record:
+        return None, no_update
+    context = get_context()
+    flip = build_service(context.settings).actions[FLIP]
+    try:
+        with context.session() as session:
+            rows = flip.record_status(session, record)  # type: ignore[attr-defined]
+    except InvalidParams as exc:
+        return view.message_box(str(exc), ok=False), no_update
+    return view.record_status_table(rows), no_update if weights else view.weights_text(rows)
+
+
+def _demo_controls() -> Any:
+    """Demo mode only: make a region unhealthy (inverts its Route 53 health check in moto)."""
+    if not get_context().settings.demo_mode:
+        return None
+    from demo.route53 import DEMO_RECORD, DEMO_REGIONS
+
+    buttons = [
+        html.Button(
+            f"Make {region} {'healthy' if healthy else 'unhealthy'}",
+            id={"type": DEMO_HEALTH, "region": region, "healthy": "yes" if healthy else "no"},
+            style=view.button_style(enabled=True, primary=False),
+        )
+        for region in DEMO_REGIONS
+        for healthy in (False, True)
+    ]
+    return html.Section(
+        [
+            html.H2("Demo: region health", className="qd-h2"),
+            html.P(
+                f"Inverts the region's Route 53 health check for {DEMO_RECORD} (as an operator "
+                "tests failover in AWS); a flip towards it is then blocked by "
+                "target-region-healthy.",
+                className="qd-muted",
+            ),
+            html.Div(buttons),
+            html.Div(id=DEMO_MESSAGE),
+        ],
+        className="qd-section qd-demo-health",
+    )
+
+
+@callback(
+    Output(DEMO_MESSAGE, "children"),
+    Output(VERSION, "data", allow_duplicate=True),
+    Input({"type": DEMO_HEALTH, "region": ALL, "healthy": ALL}, "n_clicks"),
+    State(VERSION, "data"),
+    prevent_initial_call=True,
+)
+def demo_health(clicks: list[int | None], version: int | None) -> tuple[Any, Any]:
+    """Demo control: set a region's health (sign-in with sre or captain required)."""
+    trigger = ctx.triggered_id
+    if not isinstance(trigger, dict) or not any(clicks):
+        return no_update, no_update
+    identity = _identity()
+    context = get_context()
+    if identity is None or not actor_of(identity).may_plan or not context.settings.demo_mode:
+        return view.message_box("Sign in as sre or captain (demo mode only).", ok=False), no_update
+    from console.clients import route53_client
+    from demo.route53 import set_region_health
+
+    healthy = trigger["healthy"] == "yes"
+    try:
+        set_region_health(route53_client(context.settings), trigger["region"], healthy=healthy)
+    except Exception as exc:  # the demo's stand-in may be missing: say so, do not crash
+        log.warning("demo health control failed: %s", exc)
+        return view.message_box(f"Demo control failed: {exc}", ok=False), no_update
+    state = "healthy" if healthy else "unhealthy"
+    return (
+        view.message_box(f"{trigger['region']} is now {state} (demo)", ok=True),
+        (version or 0) + 1,
     )

@@ -17,7 +17,14 @@ class PrometheusSettings(BaseModel):
     """Where Prometheus is and what to ask it (one PromQL per signal; ingress-nginx defaults)."""
 
     url: str | None = None
-    region_label: str = "region"
+    region_label: str = Field(
+        default="region",
+        description="label carrying the region, attached at scrape time (target labels or "
+        "relabel_configs); external_labels never appear in query answers",
+    )
+    default_region: str | None = Field(
+        default=None, description="region of series without the region label (single region)"
+    )
     ingress_label: str = "ingress"
     step_s: int = Field(default=15, ge=1)
     queries: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TRAFFIC_QUERIES))
@@ -26,7 +33,15 @@ class PrometheusSettings(BaseModel):
         default=30, ge=0, description="ranges end this far behind now (points still arriving)"
     )
     poll_interval_s: float = Field(default=30.0, gt=0)
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0, description="per query_range request")
+    slo_interval_s: float = Field(
+        default=60.0, gt=0, description="how often the SLI collector evaluates the SLO queries"
+    )
+    console_url: str = Field(
+        default="http://localhost:8050",
+        description="the console as Prometheus/Alertmanager reach it: generated alerts link "
+        "their runbook_url here and the Alertmanager snippet posts to <console_url>/ingest/…",
+    )
     retention_days: int | None = Field(
         default=30, ge=1, description="raw 15 s samples kept this long; hourly rollups are kept"
     )

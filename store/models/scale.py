@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from store.models.base import Base, BigId
 
 PARTITIONED_TABLES = ("traffic_samples",)
-_PARTITION_NAME = re.compile(r"^(?:%s)_(?:p\d{8}|default)$" % "|".join(PARTITIONED_TABLES))
+_PARTITION_NAME = re.compile(rf"^(?:{'|'.join(PARTITIONED_TABLES)})_(?:p\d{{8}}|default)$")
 
 
 class Lease(Base):

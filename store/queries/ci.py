@@ -753,7 +753,7 @@ def lead_time_stages_frame(
             prev = cut
         stages["boot_s"].append((end - prev).total_seconds())
     for column, values in stages.items():
-        out[column] = values
+        out[column] = pd.Series(values, index=out.index, dtype=object)
     return out
 
 

@@ -21,6 +21,7 @@ from store.models import (
     Postmortem,
     SloSample,
 )
+from store.models.reliability import IncidentAlert
 from store.queries.daily import grouped, window_index, within
 from store.queries.frames import as_utc, frame
 from store.slo import (
@@ -196,8 +197,15 @@ def budget_status(session: Session, slo: SloDefinition, *, as_of: datetime) -> B
     samples, sums = window_sums(session, slo, as_of=as_of)
     status = evaluate_budget(slo, sums=sums, samples=samples)
     if status.no_data:
-        status.reasons = []
-        status.state = "normal"
+        # The SLO's no-data policy decides: fail closed (freeze) or stay normal, saying which.
+        if slo.policy.no_data == "freeze":
+            status.state = "freeze"
+            status.reasons = [
+                f"no SLO samples in the {slo.window} window: the no-data policy is freeze"
+            ]
+        else:
+            status.state = "normal"
+            status.reasons = []
     return status
 
 
@@ -233,7 +241,7 @@ def budget_frame(session: Session, slos: list[SloDefinition], *, as_of: datetime
                 "tte_s": st.time_to_exhaustion.total_seconds()
                 if st.time_to_exhaustion is not None
                 else None,
-                "state": "no_data" if st.no_data else st.state,
+                "state": "no_data" if st.no_data and st.state != "freeze" else st.state,
                 "reason": st.reason or ("no SLO samples in the window" if st.no_data else ""),
                 "policy": policy_text(slo),
             }
@@ -361,8 +369,9 @@ def timeline_frame(
 ) -> pd.DataFrame:
     """Everything stored that happened in ``window``, in time order.
 
-    Columns: at, kind (deploy | weight_flip | bundle_pin | failover | incident | burn_alert |
-    action), subject, detail. Weight flips are changes between consecutive Route53 snapshots.
+    Columns: at, kind (deploy | weight_flip | bundle_pin | failover | incident | alert |
+    burn_alert | action), subject, detail. Weight flips are changes between consecutive
+    Route53 snapshots; alerts are the Alertmanager alerts of incidents (firing and resolved).
     """
     columns = ["at", "kind", "subject", "detail"]
     rows: list[tuple[Any, ...]] = []
@@ -402,6 +411,24 @@ def timeline_frame(
             rows.append((started, "incident", key, f"started: {title}"))
         if resolved is not None and window.start <= resolved < window.end:
             rows.append((resolved, "incident", key, "resolved"))
+    for key, name, severity, fp, starts, ends, status in session.execute(
+        select(
+            IncidentAlert.incident_key,
+            IncidentAlert.alertname,
+            IncidentAlert.severity,
+            IncidentAlert.fingerprint,
+            IncidentAlert.starts_at,
+            IncidentAlert.ends_at,
+            IncidentAlert.status,
+        ).where(
+            (between(IncidentAlert.starts_at))
+            | (IncidentAlert.ends_at.is_not(None) & between(IncidentAlert.ends_at))
+        )
+    ):
+        if window.start <= as_utc(starts) < window.end:
+            rows.append((starts, "alert", key, f"{name} ({severity or '-'}) firing [{fp}]"))
+        if status == "resolved" and ends is not None and window.start <= as_utc(ends) < window.end:
+            rows.append((ends, "alert", key, f"{name} resolved [{fp}]"))
     for at, actor, action, target, outcome in session.execute(
         select(
             ActionAudit.at,
@@ -480,7 +507,117 @@ def policy_state(
     if all(s.no_data for s in statuses):
         return (
             "normal",
-            "no SLO samples in the window: the policy cannot freeze without data",
+            "no SLO samples in the window: the no-data policy is normal, so the policy cannot "
+            "freeze without data",
             (statuses),
         )
     return "normal", "", statuses
+
+
+# --------------------------------------------------------------------------------------------
+# Alertmanager alerts of incidents
+# --------------------------------------------------------------------------------------------
+
+ALERT_COLUMNS = [
+    "incident_key",
+    "fingerprint",
+    "alertname",
+    "service",
+    "severity",
+    "status",
+    "starts_at",
+    "ends_at",
+    "labels",
+    "annotations",
+]
+
+
+def alerts_frame(
+    session: Session,
+    *,
+    incident_keys: Sequence[str] | None = None,
+    status: str | None = None,
+    service: str | None = None,
+) -> pd.DataFrame:
+    """Alerts of incidents (oldest first); ``status`` firing|resolved filters the alert.
+
+    Columns: see :data:`ALERT_COLUMNS`.
+    """
+    stmt = select(
+        IncidentAlert.incident_key,
+        IncidentAlert.fingerprint,
+        IncidentAlert.alertname,
+        IncidentAlert.service,
+        IncidentAlert.severity,
+        IncidentAlert.status,
+        IncidentAlert.starts_at,
+        IncidentAlert.ends_at,
+        IncidentAlert.labels,
+        IncidentAlert.annotations,
+    ).order_by(IncidentAlert.starts_at, IncidentAlert.id)
+    if incident_keys is not None:
+        stmt = stmt.where(IncidentAlert.incident_key.in_(list(incident_keys)))
+    if status is not None:
+        stmt = stmt.where(IncidentAlert.status == status)
+    if service is not None:
+        stmt = stmt.where(IncidentAlert.service == service)
+    return frame(session, stmt, ALERT_COLUMNS)
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
+        return None
+    at = as_utc(value)
+    return at.isoformat().replace("+00:00", "Z") if isinstance(at, datetime) else None
+
+
+def incidents_with_alerts(
+    session: Session, *, status: str | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Incidents (newest first) with their alerts, for `GET /api/incidents`.
+
+    ``status``: `open` (not resolved) or `resolved`; None lists both.
+    """
+    stmt = select(
+        Incident.incident_key,
+        Incident.title,
+        Incident.severity,
+        Incident.service,
+        Incident.started_at,
+        Incident.resolved_at,
+        Incident.alert_group,
+    ).order_by(Incident.started_at.desc(), Incident.id.desc())
+    if status == "open":
+        stmt = stmt.where(Incident.resolved_at.is_(None))
+    elif status == "resolved":
+        stmt = stmt.where(Incident.resolved_at.is_not(None))
+    incidents = session.execute(stmt.limit(limit)).all()
+    alerts = alerts_frame(session, incident_keys=[r[0] for r in incidents])
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for a in alerts.to_dict("records"):
+        by_key.setdefault(a["incident_key"], []).append(
+            {
+                "fingerprint": a["fingerprint"],
+                "alertname": a["alertname"],
+                "status": a["status"],
+                "severity": a["severity"],
+                "labels": a["labels"],
+                "annotations": a["annotations"],
+                "starts_at": _iso(a["starts_at"]),
+                "ends_at": _iso(a["ends_at"]),
+            }
+        )
+    return [
+        {
+            "incident_key": key,
+            "title": title,
+            "severity": severity,
+            "service": service,
+            "status": "open" if resolved is None else "resolved",
+            "started_at": _iso(started),
+            "resolved_at": _iso(resolved),
+            "alert_group": group,
+            "alerts": by_key.get(key, []),
+        }
+        for key, title, severity, service, started, resolved, group in incidents
+    ]

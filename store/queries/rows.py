@@ -241,7 +241,6 @@ def _replica_lag(session: Session, window: Window, agg: str, params: dict[str, A
     lag = failover.lag_frame(
         session, environment=env, start=window.end - timedelta(minutes=15), end=window.end
     )
-    lag = lag[[as_utc(t) < window.end for t in lag["ts"]]] if len(lag) else lag
     if len(lag):
         latest = lag.sort_values("ts").groupby("replica").tail(1)
         lag = latest.sort_values("lag_s", ascending=False).head(1).reset_index(drop=True)

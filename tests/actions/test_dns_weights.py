@@ -9,7 +9,7 @@ as a throttled Route 53 does, and the same hooks count our calls against HTTP at
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -31,7 +31,7 @@ from console.context import AppContext
 from providers.route53 import Route53
 from store.models import ActionAudit, HealthCheckObservation
 from store.models.actions import ActionPlan
-from tests.conftest import make_settings
+from tests.conftest import FIXED_NOW, FakeClock, make_settings
 from tests.peers_actions import (
     CREDS,
     RECORD,
@@ -45,15 +45,45 @@ SRE = Actor("sam", frozenset({"sre"}))
 CAPTAIN = Actor("cara", frozenset({"captain"}))
 
 
+def observe_traffic(session: Session, share_5xx: dict[str, float], *, at: datetime) -> None:
+    """Traffic the console observed per region (health evidence when a set has no check)."""
+    from store.models import TrafficSample
+
+    for region, share in share_5xx.items():
+        session.add(
+            TrafficSample(
+                ts=at,
+                region=region,
+                ingress="gateway",
+                requests_per_s=100.0,
+                rate_5xx_per_s=100.0 * share,
+            )
+        )
+    session.flush()
+
+
 @pytest.fixture
-def session(ctx: AppContext) -> Iterator[Session]:
+def bare_session(ctx: AppContext) -> Iterator[Session]:
+    """No traffic observed: a region without a health check has unknown health."""
     with ctx.session() as s:
         yield s
 
 
+@pytest.fixture
+def session(bare_session: Session) -> Session:
+    """Healthy traffic observed a minute before the service's clock in both regions."""
+    observe_traffic(
+        bare_session, {"us-east": 0.001, "us-west": 0.001}, at=FIXED_NOW - timedelta(minutes=1)
+    )
+    return bare_session
+
+
 def service(client: Any, *, live: tuple[str, ...] = ("stage",), **config: Any) -> ActionService:
-    action = FlipDnsWeights(lambda: Route53(client, poll_s=0.01), DnsFlipConfig(**config))
-    return ActionService([action], ActionPolicy(live_environments=frozenset(live)))
+    clock = FakeClock(FIXED_NOW)
+    action = FlipDnsWeights(
+        lambda: Route53(client, poll_s=0.01), DnsFlipConfig(**config), clock=clock
+    )
+    return ActionService([action], ActionPolicy(live_environments=frozenset(live)), clock=clock)
 
 
 def audit_outcomes(session: Session) -> list[str]:
@@ -248,8 +278,9 @@ def test_rollback_restores_the_recorded_before(route53: Any, session: Session) -
 
 
 def test_collected_unhealthy_observations_block_the_target_when_live_status_fails(
-    session: Session,
+    bare_session: Session,
 ) -> None:
+    session = bare_session
     client = boto3.client("route53", region_name="us-east-1", **CREDS)
     for region, ok in (("us-east-1", False), ("us-west-2", False), ("eu-west-1", False)):
         session.add(
@@ -272,7 +303,7 @@ def test_collected_unhealthy_observations_block_the_target_when_live_status_fail
             },
         )
         stub.add_client_error(
-            "get_health_check_status",
+            "get_health_check",
             "NoSuchHealthCheck",
             "No health check exists with the specified ID",
             404,
@@ -310,7 +341,22 @@ def _sets(*, west_hc: str | None = None, east: int = 50, west: int = 50) -> list
     ]
 
 
-def test_a_failing_live_health_check_blocks_the_region_gaining_weight(session: Session) -> None:
+def _health_check(hc: str, **config: Any) -> dict[str, Any]:
+    """A `GetHealthCheck` answer (botocore's shape) for ``hc``."""
+    return {
+        "HealthCheck": {
+            "Id": hc,
+            "CallerReference": f"ref-{hc}",
+            "HealthCheckConfig": {"Type": "HTTPS", "FullyQualifiedDomainName": "gw"} | config,
+            "HealthCheckVersion": 1,
+        }
+    }
+
+
+def test_a_failing_live_health_check_blocks_the_region_gaining_weight(
+    bare_session: Session,
+) -> None:
+    session = bare_session
     client = boto3.client("route53", region_name="us-east-1", **CREDS)
     failure = {
         "HealthCheckObservations": [
@@ -334,6 +380,9 @@ def test_a_failing_live_health_check_blocks_the_region_gaining_weight(session: S
                 "MaxItems": "100",
             },
         )
+        stub.add_response(
+            "get_health_check", _health_check("hc-west"), {"HealthCheckId": "hc-west"}
+        )
         stub.add_response("get_health_check_status", failure, {"HealthCheckId": "hc-west"})
         proposal = FlipDnsWeights(lambda: Route53(client)).propose(
             session, {"record": RECORD, "zone_id": "Z1", "weights": "us-east=0,us-west=100"}, "prod"
@@ -341,6 +390,90 @@ def test_a_failing_live_health_check_blocks_the_region_gaining_weight(session: S
 
     failed = {r.name for r in proposal.rules if not r.passed}
     assert failed == {"target-region-healthy", "min-healthy-regions"}
+
+
+def test_an_inverted_health_check_is_unhealthy_though_its_checkers_succeed(
+    route53: Any, session: Session
+) -> None:
+    """Route 53 treats an inverted check as unhealthy when its checkers see the endpoint up:
+    the demo's control (`demo.route53.set_region_health`) inverts the check the same way."""
+    from demo.route53 import seed_records, set_region_health
+
+    zone = seed_records(route53)
+    svc = service(route53)
+    set_region_health(route53, "us-west", healthy=False)
+
+    blocked = svc.plan(
+        session,
+        SRE,
+        "route53.flip-weights",
+        {"record": "api.example.com", "weights": "us-east=30,us-west=70"},
+        "stage",
+    )
+    set_region_health(route53, "us-west", healthy=True)
+    passes = svc.plan(
+        session,
+        SRE,
+        "route53.flip-weights",
+        {"record": "api.example.com", "weights": "us-east=30,us-west=70"},
+        "stage",
+    )
+
+    assert blocked.blocked_by == ["target-region-healthy"]
+    reason = next(r["reason"] for r in blocked.plan.rules if r["name"] == "target-region-healthy")  # type: ignore[union-attr]
+    assert "inverted" in reason and "us-west" in reason
+    assert passes.ok, passes.message
+    sets = route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    assert {rs["SetIdentifier"]: rs["Weight"] for rs in sets if rs["Name"] == RECORD} == {
+        "us-east": 50,
+        "us-west": 50,
+    }
+
+
+def test_a_region_without_health_evidence_is_unknown_and_blocks_unless_an_admin_overrides(
+    route53: Any, bare_session: Session
+) -> None:
+    session = bare_session
+    zone, _ = create_weighted_record(route53)  # us-west has no health check
+    svc = service(route53)
+    admin = Actor("ada", frozenset({"admin"}))
+    params = {"record": RECORD, "weights": "us-east=30,us-west=70"}
+
+    planned = svc.plan(session, SRE, "route53.flip-weights", params, "stage")
+    assert planned.plan is not None
+    refused = svc.apply(session, SRE, planned.plan.plan_id, reason="go")
+    no_reason = svc.apply(
+        session, admin, planned.plan.plan_id, reason=" ", override=["target-region-healthy"]
+    )
+    overridden = svc.apply(
+        session,
+        admin,
+        planned.plan.plan_id,
+        reason="west verified by hand",
+        override=["target-region-healthy"],
+    )
+
+    assert planned.blocked_by == ["target-region-healthy"]
+    reason = next(r["reason"] for r in planned.plan.rules if r["name"] == "target-region-healthy")
+    assert reason.startswith("health unknown for target us-west: unknown")
+    assert not refused.ok and "target-region-healthy" in refused.message
+    assert not no_reason.ok and "reason is required" in no_reason.message
+    assert overridden.ok, overridden.message
+    assert read_weights(route53, zone) == {"us-east": 30, "us-west": 70}
+    assert "override" in audit_outcomes(session)
+
+
+def test_observed_5xx_share_is_health_evidence(route53: Any, bare_session: Session) -> None:
+    session = bare_session
+    create_weighted_record(route53)
+    observe_traffic(session, {"us-west": 0.20}, at=FIXED_NOW - timedelta(minutes=2))
+    params = {"record": RECORD, "weights": "us-east=30,us-west=70"}
+
+    planned = service(route53).plan(session, SRE, "route53.flip-weights", params, "stage")
+
+    reason = next(r["reason"] for r in planned.plan.rules if r["name"] == "target-region-healthy")  # type: ignore[union-attr]
+    assert planned.blocked_by == ["target-region-healthy"]
+    assert reason.startswith("unhealthy target us-west") and "5xx share 20.0%" in reason
 
 
 def _plan_view() -> PlanView:
@@ -618,7 +751,7 @@ def test_a_flip_is_blocked_while_the_error_budget_policy_says_freeze(
     from store.slo import SloDefinition
 
     create_weighted_record(route53)
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    now = FIXED_NOW
     burning = [  # 5 % errors for two hours: both page windows burn far above 14.4x
         {
             "service": "gateway",

@@ -18,7 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select
+from flask import Flask
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from actions import rego
@@ -34,8 +35,10 @@ from actions.bundle_pin import (
 )
 from collectors.opa import DecisionOptions, receive_decision_log
 from console.context import AppContext
+from console.http.policy import make_blueprint
+from store.db import session_factory
 from store.models import OpaDecision
-from tests.conftest import PROJECT_ROOT, peer_missing
+from tests.conftest import PROJECT_ROOT, make_settings, peer_missing
 
 CAPTURES = PROJECT_ROOT.parent / "shared" / "reference" / "captures"
 BUNDLE = CAPTURES / "opa-bundles" / "bundles" / "hs256.tar.gz"
@@ -86,7 +89,7 @@ def rest_decisions() -> list[OpaDecision]:
             erased=[],
             masked=[],
         )
-        decision.nd_builtin_cache = nd_cache[answer["decision_id"]]  # type: ignore[attr-defined]
+        decision.nd_builtin_cache = nd_cache[answer["decision_id"]]
         seen[decision.decision_id] = decision
     return list(seen.values())
 
@@ -103,8 +106,7 @@ def test_rego_cpp_gives_opa_s_answer_for_every_captured_rest_decision(
     decisions = rest_decisions()
     policy = rego.policy_from_bundle(candidate)
     queries = [
-        rego.Query(d.path, d.input, d.input is not None, d.nd_builtin_cache)  # type: ignore[attr-defined]
-        for d in decisions
+        rego.Query(d.path, d.input, d.input is not None, d.nd_builtin_cache) for d in decisions
     ]
 
     outcomes = rego.evaluate(policy, queries)
@@ -128,10 +130,10 @@ def test_object_results_keep_opa_s_number_literals_and_recorded_time(
     carol = next(d for d in rest_decisions() if isinstance(d.result, dict) and d.result["allow"])
     [outcome] = rego.evaluate(
         rego.policy_from_bundle(candidate),
-        [rego.Query(carol.path, carol.input, True, carol.nd_builtin_cache)],  # type: ignore[attr-defined]
+        [rego.Query(carol.path, carol.input, True, carol.nd_builtin_cache)],
     )
 
-    assert outcome.value["evaluated_at_ns"] == carol.nd_builtin_cache["time.now_ns"]["[]"]  # type: ignore[attr-defined]
+    assert outcome.value["evaluated_at_ns"] == carol.nd_builtin_cache["time.now_ns"]["[]"]
     # OPA answered `"kilo":1e3,"price":1.50,"big":12345678901234567890`; data.json has them so
     assert outcome.value["limits"] == {
         "big": 12345678901234567890,
@@ -156,7 +158,7 @@ def test_without_the_nd_builtin_cache_every_object_result_would_look_changed(
 ) -> None:
     decisions = rest_decisions()
     for decision in decisions:
-        decision.nd_builtin_cache = None  # type: ignore[attr-defined]
+        decision.nd_builtin_cache = None
 
     report = replay_decisions(candidate, decisions)
 
@@ -241,10 +243,87 @@ def test_masked_inputs_are_not_evaluated_and_the_preview_blocks(
     assert len(rows) == 2278 and len(masked) == len(rows) - 4  # 2 GETs, 2 unmasked objects
     assert report.not_evaluated_reasons == {MASKED: len(masked)}
     assert (report.replayed, report.flipped) == (4, 0)
-    # until the store keeps `nd_builtin_cache`, the 2 objects' evaluated_at_ns differ
-    assert report.changed == (0 if hasattr(OpaDecision, "nd_builtin_cache") else 2)
+    # the store keeps `nd_builtin_cache`: the 2 objects' evaluated_at_ns is OPA's, unchanged
+    assert report.changed == 0
     assert not rule.passed and "not evaluated" in rule.reason and "masked" in rule.reason
     assert preview["impact"]["not_evaluated"] == len(masked)
+
+
+CAPTURED_TOKEN = "qd-test-bearer-token-not-secret"
+
+
+def captured_log_posts() -> list[tuple[list[tuple[str, str]], bytes]]:
+    """(headers as OPA sent them, body) of every captured decision-log POST."""
+    posts = []
+    for requests_file in sorted(WIRE.glob("runs/*/requests.jsonl")):
+        for line in requests_file.read_text().splitlines():
+            sent = json.loads(line)
+            if sent["method"] == "POST" and sent["path"].startswith("/qd/logs"):
+                body = (requests_file.parent / sent["body_file"]).read_bytes()
+                posts.append(([tuple(h) for h in sent["headers"]], body))
+    for request_file in sorted(WIRE.glob("decision-logs/*.request.json")):
+        sent = json.loads(request_file.read_text())
+        body_file = request_file.with_name(request_file.name.replace(".request.json", ".json.gz"))
+        posts.append(([tuple(h) for h in sent["headers"]], body_file.read_bytes()))
+    return posts
+
+
+def test_object_results_with_time_now_ns_replay_unchanged_end_to_end_through_the_receiver(
+    engine: Engine, tmp_path: Path, captures: Path
+) -> None:
+    """OPA's bodies, as sent (gzip, its headers), through `POST /ingest/opa/logs` into the store
+    on both dialects; the impact preview then replays the stored `nd_builtin_cache`, so the
+    object results that embed `time.now_ns` come back exactly as OPA logged them."""
+    ctx = AppContext(
+        settings=make_settings(
+            tmp_path, opa={"logs_token": CAPTURED_TOKEN, "environment_label": "env"}
+        ),
+        engine=engine,
+        sessions=session_factory(engine),
+    )
+    app = Flask("replay")
+    app.register_blueprint(make_blueprint(ctx))
+    client = app.test_client()
+    for headers, body in captured_log_posts():
+        forwarded = [(k, v) for k, v in headers if k.lower() not in ("host", "content-length")]
+        response = client.post("/ingest/opa/logs", data=body, headers=forwarded)
+        assert response.status_code == 200 and response.get_json()["rejected"] == 0
+
+    with ctx.session() as session:
+        rows = list(session.scalars(select(OpaDecision)))
+        action = PinOpaBundle(
+            [RegistryPins()],
+            lambda _: None,
+            PinConfig(replay_last=len(rows), max_not_evaluated_pct=100.0),
+        )
+        rule, preview = action._impact(session, "acme", "stage", BUNDLE.read_bytes())
+        timed = [
+            d
+            for d in rows
+            if isinstance(d.result, dict) and "time.now_ns" in (d.nd_builtin_cache or {})
+        ]
+        unmasked = [d for d in timed if not (d.erased or d.masked)]
+        cacheless = [
+            OpaDecision(
+                decision_id=d.decision_id,
+                path=d.path,
+                input=d.input,
+                result=d.result,
+                erased=[],
+                masked=[],
+                nd_builtin_cache=None,
+            )
+            for d in unmasked
+        ]
+
+    assert len(rows) == 2278 and len(timed) == 4 and len(unmasked) == 2
+    for decision in timed:  # stored as OPA logged it: the cache holds the result's own time
+        assert decision.result["evaluated_at_ns"] == decision.nd_builtin_cache["time.now_ns"]["[]"]
+    impact = preview["impact"]
+    assert (impact["replayed"], impact["changed"], impact["allow_to_deny"]) == (4, 0, 0)
+    assert impact["deny_to_allow"] == 0 and rule.passed, rule.reason
+    # the control: the same two decisions without the stored cache change (now ≠ OPA's time)
+    assert replay_decisions(bundle_files(BUNDLE.read_bytes()), cacheless).changed == 2
 
 
 def test_the_not_evaluated_share_is_configurable(

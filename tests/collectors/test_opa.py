@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from collectors.opa import ingest_decisions, ingest_status
+from collectors.opa import DecisionOptions, ingest_decisions, ingest_status
 from store.models import IngestReject, OpaDecision, OpaStatusReport
 
 RECEIVED = datetime(2025, 11, 12, 10, 0, 30, tzinfo=UTC)
@@ -107,3 +107,67 @@ def test_decoding_never_raises_recursion_error_and_isolates_a_deep_event():
     events, rejects = decode_events(chunk, content_encoding="gzip", limit=10**7)
     assert events == [(0, {"decision_id": "ok"})]
     assert [(i, r) for i, r, _ in rejects] == [(1, "item: JSON nested deeper than 200 levels")]
+
+
+def test_decisions_are_keyed_on_the_identity_label_like_status_reports(engine):
+    """OPA replaces `labels.id` on every start: the configured identity label names the OPA,
+    `labels.id` only when the label is absent (the same rule as for status reports)."""
+    labelled = {"id": "uuid-1", "instance": "opa-prod-1", "pod": "opa-7f9c", "version": "1.9.0"}
+    chunk = [
+        event("d1", labels=labelled),
+        event("d2", labels=labelled | {"id": "uuid-2"}),  # the same OPA after a restart
+        event("d3", labels={"id": "uuid-3"}),  # no identity label
+        event("d4", labels={"instance": "opa-prod-2"}),  # no labels.id: the label suffices
+        event("d5", labels={"instance": " "}),  # a blank label is no identity
+    ]
+    with Session(engine) as session, session.begin():
+        result = ingest_decisions(session, chunk, received_at=RECEIVED)
+        custom = ingest_decisions(
+            session,
+            [event("d6", labels=labelled)],
+            received_at=RECEIVED,
+            options=DecisionOptions(instance_label="pod"),
+        )
+        status = ingest_status(
+            session,
+            {"labels": labelled, "bundles": {"authz": {"active_revision": "r42"}}},
+            received_at=RECEIVED,
+        )
+    with Session(engine) as session:
+        stored = dict(session.execute(select(OpaDecision.decision_id, OpaDecision.instance_id)))
+        reasons = [r.reason for r in session.scalars(select(IngestReject))]
+        reported = session.scalar(select(OpaStatusReport.instance_id))
+    assert stored == {
+        "d1": "opa-prod-1",
+        "d2": "opa-prod-1",
+        "d3": "uuid-3",
+        "d4": "opa-prod-2",
+        "d6": "opa-7f9c",
+    }
+    assert reported == stored["d1"]  # decisions and status name the OPA alike
+    assert reasons == ["labels.id: missing"]
+    assert (result.stored, result.rejected, custom.stored, status.stored) == (4, 1, 1, 1)
+
+
+def test_nd_builtin_cache_is_stored_as_opa_sent_it(engine):
+    cache = {"time.now_ns": {"[]": 1796140946290275134}, "rand.intn": {'["a",10]': 3}}
+    chunk = [
+        event("d1", nd_builtin_cache=cache),
+        event("d2", nd_builtin_cache={}),  # `nd_builtin_cache: true`, no builtin called
+        event("d3"),  # the option off: OPA sends no key
+        event("d4", nd_builtin_cache=[1]),
+    ]
+    with Session(engine) as session, session.begin():
+        result = ingest_decisions(session, chunk, received_at=RECEIVED)
+    with Session(engine) as session:
+        stored = dict(
+            session.execute(select(OpaDecision.decision_id, OpaDecision.nd_builtin_cache))
+        )
+        [reject] = session.scalars(select(IngestReject))
+    assert stored == {"d1": cache, "d2": {}, "d3": None}
+    assert stored["d1"]["time.now_ns"]["[]"] == 1796140946290275134  # no float rounding
+    assert (reject.item_index, reject.reason) == (
+        3,
+        "nd_builtin_cache: expected an object of {builtin: {args: value}}",
+    )
+    assert (result.stored, result.rejected) == (3, 1)

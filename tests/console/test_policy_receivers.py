@@ -472,14 +472,19 @@ def test_every_captured_opa_decision_log_post_is_stored_as_opa_sent_it(
         allowed = result if isinstance(result, bool) else None
         if isinstance(result, dict) and isinstance(result.get("allow"), bool):
             allowed = result["allow"]
+        # who sent it: the identity label (default `instance`), not the per-process labels.id
         assert (row.path, row.instance_id, row.opa_version) == (
             sent["path"],
-            sent["labels"]["id"],
+            sent["labels"]["instance"],
             sent["labels"]["version"],
         )
+        assert row.nd_builtin_cache == sent["nd_builtin_cache"]  # `{}` unless a builtin ran
         assert row.bundles == {"acme": sent["bundles"]["acme"]["revision"]}
         assert row.allowed is allowed and row.result == result
         assert row.input == sent.get("input")
         assert row.erased == sent.get("erased", []) and row.masked == sent.get("masked", [])
         assert row.requested_by == sent["requested_by"]
         assert row.timestamp.isoformat()[:26] == sent["timestamp"][:26]
+    assert {r.instance_id for r in rows.values()} == {"opa-stage-1"}  # 4 OPA processes, one OPA
+    recorded = [r for r in rows.values() if r.nd_builtin_cache]
+    assert len(recorded) == 4 and all("time.now_ns" in r.nd_builtin_cache for r in recorded)

@@ -34,9 +34,7 @@ def upgrade() -> None:
             sa.Column("in_proxy_log", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch_op.add_column(sa.Column("proxy_key", sa.String(length=100), nullable=True))
-        batch_op.create_unique_constraint(
-            batch_op.f("uq_export_events_proxy_key"), ["proxy_key"]
-        )
+        batch_op.create_unique_constraint(batch_op.f("uq_export_events_proxy_key"), ["proxy_key"])
 
 
 def downgrade() -> None:

@@ -67,9 +67,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "opa_decision_daily",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("day", UTCDateTime(), nullable=False),
         sa.Column("environment", sa.String(length=50), nullable=False),
         sa.Column("path", sa.String(length=500), nullable=False),
