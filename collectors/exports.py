@@ -447,8 +447,23 @@ def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
         yield items[start : start + size]
 
 
+def _as_limiter(row: dict[str, Any]) -> dict[str, Any]:
+    return row | {
+        "answered_by": "limiter",
+        "token_state": "not_checked",
+        "user": None,
+        "export_id": None,
+        "watermarked": False,
+        "reason": "limiter",
+    }
+
+
 def load_proxy_rows(
-    session: Session, keyed: list[dict[str, Any]], keyless: list[dict[str, Any]]
+    session: Session,
+    keyed: list[dict[str, Any]],
+    keyless: list[dict[str, Any]],
+    *,
+    unsure: set[str] | None = None,
 ) -> LoadResult:
     """Store proxy-side rows, merging each into the console's event for the same request.
 
@@ -456,6 +471,8 @@ def load_proxy_rows(
     is marked ``in_proxy_log`` (merged), one already marked is a duplicate, else the row is
     inserted. ``keyless`` rows (no request id: `combined`) are matched on route, status, size
     and time; their key is kept on the event (``proxy_key``) so a re-import adds nothing.
+    A keyless row in ``unsure`` (its format cannot say who answered) that matches no console
+    event and has a limiter status (429/503) is the limiter's refusal.
     """
     out = LoadResult()
     unique = {r["event_id"]: r for r in keyed}
@@ -526,7 +543,9 @@ def load_proxy_rows(
                     None,
                 )
                 if hit is None:
-                    fresh.append(row)
+                    doubt = unsure is not None and row["event_id"] in unsure
+                    limited = doubt and row["status"] in LIMITER_STATUSES
+                    fresh.append(_as_limiter(row) if limited else row)
                     continue
                 _, row_id = pool.pop(hit)
                 session.execute(
@@ -670,6 +689,7 @@ def import_access_log(
     keyless: list[dict[str, Any]] = []
     rejects: list[tuple[int | None, str, Any]] = []
     occurrences: Counter[str] = Counter()
+    unsure: set[str] = set()
     for index, raw in enumerate(lines):
         if not raw.strip():
             continue
@@ -704,8 +724,11 @@ def import_access_log(
         else:
             digest = hashlib.sha256(raw.rstrip("\r\n").encode()).hexdigest()[:32]
             occurrences[digest] += 1
-            keyless.append(access_row(parsed, key=f"log-{digest}-{occurrences[digest]}"))
-    loaded = load_proxy_rows(session, keyed, keyless)
+            key = f"log-{digest}-{occurrences[digest]}"
+            if parsed.upstream_status is None:
+                unsure.add(key)
+            keyless.append(access_row(parsed, key=key))
+    loaded = load_proxy_rows(session, keyed, keyless, unsure=unsure)
     result.merge(loaded.result)
     if rejects:
         result.rejected = dead_letter(session, rejects, received_at=received_at)

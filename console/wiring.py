@@ -156,7 +156,10 @@ def with_demo_route53(settings: Settings) -> tuple[Settings, Stop | None]:
         update={
             "aws": settings.aws.model_copy(update={"endpoint_url": endpoint_url}),
             "route53": settings.route53.model_copy(
-                update={"records": settings.route53.records or [demo_route53.DEMO_RECORD]}
+                update={
+                    "records": settings.route53.records
+                    or [demo_route53.DEMO_RECORD, demo_route53.DEMO_ALIAS_RECORD]
+                }
             ),
             "actions": settings.actions.model_copy(
                 update={"live_environments": live if "stage" in live else [*live, "stage"]}

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 Severity = Literal["page", "ticket"]
 PolicyState = Literal["normal", "freeze"]
 
-_DURATION = re.compile(r"^(\d+)([mhd])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 class SloConfigError(ValueError):
@@ -34,10 +34,10 @@ class SloConfigError(ValueError):
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse `5m`, `6h`, `30d` into a timedelta."""
+    """Parse `15s`, `5m`, `6h`, `30d` into a timedelta."""
     match = _DURATION.match(text.strip())
     if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not a duration like 5m, 6h or 30d")
+        raise ValueError(f"{text!r} is not a duration like 15s, 5m, 6h or 30d")
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 

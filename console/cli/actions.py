@@ -151,13 +151,20 @@ def apply(
     plan_id: Annotated[str, typer.Argument()],
     reason: Annotated[str, typer.Option(help="why (required)")],
     user: AsUser,
-    live: Annotated[bool, typer.Option("--live", help="really change (default: dry run)")] = False,
+    live: Annotated[
+        bool | None,
+        typer.Option(
+            "--live/--dry-run",
+            help="really change / only rehearse (default: live where the environment allows it)",
+        ),
+    ] = None,
     override: Annotated[
         list[str] | None, typer.Option(help="break-glass: a rule to bypass (admin; repeatable)")
     ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Apply a plan: a dry run unless --live."""
+    """Apply a plan: for real where `QUARTERDECK_ACTIONS__LIVE_ENVIRONMENTS` allows, else a
+    rehearsal; `--dry-run` always rehearses, `--live` insists on a real change."""
     ctx = cli_context(as_json=as_json)
     actor = cli_actor(ctx, user, as_json=as_json)
     with ctx.session() as session:

@@ -168,14 +168,40 @@ def before_after_figure(before: LeadTimeSummary, after: LeadTimeSummary) -> go.F
 
 
 def summary_strip(
-    after: LeadTimeSummary, before: LeadTimeSummary, waiting: int, targets: CiTargets
+    after: LeadTimeSummary,
+    before: LeadTimeSummary,
+    waiting: int,
+    targets: CiTargets,
+    goals: Mapping[str, Any] | None = None,
 ) -> html.Div:
-    """p50, p95 with their targets and sample count, before → after, SHAs still waiting."""
+    """p50, p95 with their targets and sample count, before → after, SHAs still waiting.
+
+    ``goals`` maps `p50`/`p95` to the sprint goal's evaluation (store.goals.CheckResult) when this
+    page shows the goal's own measure (its repo and window): the badge is then that evaluation's
+    status, never one computed here, and links to the rows. Without it the figure is another
+    measure (another repo) and says so instead of showing a status.
+    """
 
     def figure(label: str, value: float | None, target: float, was: float | None) -> html.Div:
-        status = "no_data" if value is None else "met" if value < target else "missed"
-        text = {"no_data": "NO DATA", "met": "MET", "missed": "MISSED"}[status]
-        css = {"no_data": "no-data", "met": "met", "missed": "missed"}[status]
+        goal = (goals or {}).get(label.split()[0])
+        extra: list[Any] = []
+        if goal is not None:
+            status = str(goal.status)
+            text = STATUS_TEXT.get(status, status.upper())
+            extra.append(
+                dcc.Link(
+                    f"{goal.samples:,} SHAs →", href=goal.rows_view or "#", className="qd-area-link"
+                )
+            )
+        else:
+            status, text = "no_data", "NOT THE GOAL"
+            extra.append(
+                html.Div(
+                    "other measure: the sprint goal is measured on its top repo",
+                    className="qd-muted",
+                )
+            )
+        css = status.replace("_", "-")
         return html.Div(
             [
                 html.Span(text, className=f"qd-badge qd-status--{css}"),
@@ -183,9 +209,10 @@ def summary_strip(
                 html.Span(minutes(value), className="qd-summary-count"),
                 html.Div(f"target < {target / 60:.0f} min", className="qd-muted"),
                 html.Div(f"before/after: {change_text(was, value)}", className="qd-muted"),
+                *extra,
             ],
             className=f"qd-summary-item qd-status--{css}",
-            **data_attrs(figure=label.split()[0]),
+            **data_attrs(figure=label.split()[0], status=status),
         )
 
     return html.Div(
@@ -212,6 +239,53 @@ def summary_strip(
         ],
         className="qd-summary",
         role="status",
+    )
+
+
+STATUS_TEXT = {"met": "MET", "at_risk": "AT RISK", "missed": "MISSED", "no_data": "NO DATA"}
+
+
+def stages_table(after: Sequence[StageSummary], before: Sequence[StageSummary]) -> html.Div:
+    """p50/p95 of each lead-time stage, before → after (DV-1503: where the minutes go)."""
+    if not any(s.count for s in after):
+        return html.Div(_empty("No SHA reached a ready preview in this window."))
+    was = {s.stage: s for s in before}
+    rows = []
+    for s in after:
+        b = was.get(s.stage)
+        rows.append(
+            html.Tr(
+                [
+                    html.Th(s.label, scope="row"),
+                    html.Td(minutes(s.p50_s)),
+                    html.Td(minutes(s.p95_s)),
+                    html.Td(change_text(b.p50_s if b else None, s.p50_s)),
+                    html.Td(f"{s.count:,}"),
+                ],
+                **data_attrs(stage=s.stage),
+            )
+        )
+    head = html.Thead(
+        html.Tr(
+            [
+                html.Th("Stage"),
+                html.Th("p50"),
+                html.Th("p95"),
+                html.Th("p50 before → after"),
+                html.Th("SHAs"),
+            ]
+        )
+    )
+    return html.Div(
+        [
+            html.Table([head, html.Tbody(rows)], className="qd-table qd-stages"),
+            html.P(
+                "The four stages cut each SHA's own lead time, so per SHA they add up to it; "
+                "percentiles of stages do not add up to the total's percentile.",
+                className="qd-muted",
+            ),
+        ],
+        className="qd-table-wrap",
     )
 
 
@@ -450,8 +524,9 @@ def ci_view(
     definition: str,
     read_at: datetime,
     quarantine_days: int = 14,
+    goals: Mapping[str, Any] | None = None,
 ) -> html.Div:
-    """The whole CI body for one repo selection and window."""
+    """The whole CI body for one repo selection and window (``goals``: see summary_strip)."""
     after = summarize_lead_times(data.lead_times)
     before = summarize_lead_times(data.baseline_lead_times)
     daily = lead_time_daily_frame(data.lead_times)
@@ -473,12 +548,17 @@ def ci_view(
                 f" · read {format_timestamp(read_at)}",
                 className="qd-subtitle",
             ),
-            summary_strip(after, before, len(data.waiting), targets),
+            summary_strip(after, before, len(data.waiting), targets, goals),
             html.Details(
                 [html.Summary("Definition: PR→preview lead time"), html.P(definition)],
                 className="qd-goal-definition",
             ),
             _section("PR→preview lead time, daily p50 / p95", *lead_time_charts, section="trend"),
+            _section(
+                "Lead-time stages: queue → CI → hand-off → preview boot",
+                stages_table(data.stages, data.baseline_stages),
+                section="stages",
+            ),
             _section(
                 "Before / after",
                 _graph(BEFORE_AFTER, before_after_figure(before, after), 260),

@@ -233,17 +233,18 @@ def make_blueprint(
                 "reason": reason,
             } | more
 
-        def answer(response: Response, status: int, state: str) -> tuple[Response, int]:
+        def answer(response: Response, status: int, event: dict[str, Any]) -> tuple[Response, int]:
+            # The event keeps the bytes sent, as the proxy logs them ($body_bytes_sent).
+            _record(event | {"bytes": len(response.get_data())})
             response.headers["X-Request-ID"] = event_id
-            response.headers["X-Export-Token-State"] = state
+            response.headers["X-Export-Token-State"] = str(event["token_state"])
             return response, status
 
         token = request.args.get("token", "")
         if not token:
-            _record(row(401, service.STATE_MISSING, "missing_token"))
             return answer(
                 *_error(401, "missing token: ask the console for a signed download URL"),
-                service.STATE_MISSING,
+                row(401, service.STATE_MISSING, "missing_token"),
             )
         try:
             claims = verify_token(
@@ -251,14 +252,12 @@ def make_blueprint(
             )
         except TokenError as exc:
             state = service.STATE_EXPIRED if str(exc) == "expired" else service.STATE_INVALID
-            _record(row(403, state, f"{state}_token"))
-            return answer(*_error(403, f"token refused: {exc}"), state)
+            return answer(*_error(403, f"token refused: {exc}"), row(403, state, f"{state}_token"))
         tenant = request_tenant(claims.tenant, cfg.default_tenant)
         mine = {"user": claims.sub, "tenant": tenant, "token_scope": claims.scope}
         verdict = limits.check(user=claims.sub, tenant=tenant)
         if not verdict.allowed:
             decision = verdict.decision
-            _record(row(429, service.STATE_VALID, f"rate_limited_{verdict.refused_by}", **mine))
             who = "user" if verdict.refused_by == "user" else f"tenant {tenant!r}"
             response, status = _error(
                 429,
@@ -268,27 +267,31 @@ def make_blueprint(
                 limit=verdict.refused_by,
             )
             response.headers["Retry-After"] = str(decision.retry_after_s)
-            return answer(response, status, service.STATE_VALID)
+            return answer(
+                response,
+                status,
+                row(429, service.STATE_VALID, f"rate_limited_{verdict.refused_by}", **mine),
+            )
         decision = verdict.decision
         export_id = f"{pack_id}.{claims.jti or event_id[-12:]}"
         try:
             with ctx.session() as session:
                 pack = service.get_pack(session, pack_id)
             if pack is None:
-                _record(row(404, service.STATE_VALID, "not_found", **mine))
-                return answer(*_error(404, f"no evidence pack {pack_id!r}"), service.STATE_VALID)
+                return answer(
+                    *_error(404, f"no evidence pack {pack_id!r}"),
+                    row(404, service.STATE_VALID, "not_found", **mine),
+                )
             data = service.render_download(ctx, pack, export_id=export_id, user=claims.sub, at=now)
         except EvidenceError as exc:
-            _record(row(409, service.STATE_VALID, "conflict", **mine))
-            return answer(*_error(409, str(exc)), service.STATE_VALID)
+            return answer(*_error(409, str(exc)), row(409, service.STATE_VALID, "conflict", **mine))
         except SigningKeyError as exc:
-            _record(row(503, service.STATE_VALID, None, **mine))
-            return answer(*_error(503, str(exc)), service.STATE_VALID)
+            return answer(*_error(503, str(exc)), row(503, service.STATE_VALID, None, **mine))
         except Exception as exc:
             log.exception("rendering evidence pack %s failed", pack_id)
-            _record(row(503, service.STATE_VALID, None, **mine))
             return answer(
-                *_error(503, f"store unavailable: {type(exc).__name__}"), service.STATE_VALID
+                *_error(503, f"store unavailable: {type(exc).__name__}"),
+                row(503, service.STATE_VALID, None, **mine),
             )
         # The watermark is in every file (render_download) and in the headers below.
         _record(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -607,6 +607,8 @@ class CiPageData:
     shards: pd.DataFrame
     quarantine: pd.DataFrame
     deliveries: pd.DataFrame
+    stages: list[StageSummary] = field(default_factory=list)
+    baseline_stages: list[StageSummary] = field(default_factory=list)
 
 
 def ci_page_data(
@@ -624,15 +626,23 @@ def ci_page_data(
     preview by min(as_of, window end).
     """
     waiting_until = min(as_of, window.end)
+    lead_times = lead_time_stages_frame(
+        session,
+        lead_time_frame(session, window=window, repo=repo, preview_pattern=preview_pattern),
+        preview_pattern=preview_pattern,
+    )
+    baseline_lead_times = lead_time_stages_frame(
+        session,
+        lead_time_frame(session, window=baseline, repo=repo, preview_pattern=preview_pattern),
+        preview_pattern=preview_pattern,
+    )
     return CiPageData(
         window=window,
         baseline=baseline,
-        lead_times=lead_time_frame(
-            session, window=window, repo=repo, preview_pattern=preview_pattern
-        ),
-        baseline_lead_times=lead_time_frame(
-            session, window=baseline, repo=repo, preview_pattern=preview_pattern
-        ),
+        lead_times=lead_times,
+        baseline_lead_times=baseline_lead_times,
+        stages=summarize_stages(lead_times),
+        baseline_stages=summarize_stages(baseline_lead_times),
         waiting=waiting_shas_frame(
             session,
             as_of=max(waiting_until, window.start + timedelta(seconds=1)),

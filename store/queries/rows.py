@@ -9,6 +9,7 @@ tests/store/test_rows.py checks the count against every goal and gate check of t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from store.models import ActionAudit, CiJobMetric, OpaDecision
 from store.models.egress import ExportEvent
 from store.models.policy import BundleRevision
 from store.models.reliability import Incident, Postmortem
-from store.queries import ci, failover, policy, reliability, traffic
+from store.queries import ci, egress, failover, policy, reliability, traffic
 from store.queries.frames import as_utc
 
 MAX_LIMIT = 1000
@@ -176,6 +177,7 @@ def _export_events(session: Session, window: Window) -> pd.DataFrame:
             ExportEvent.user,
             ExportEvent.route,
             ExportEvent.status,
+            ExportEvent.bytes,
             ExportEvent.token_state,
             ExportEvent.watermarked,
         )
@@ -192,12 +194,14 @@ def _export_events(session: Session, window: Window) -> pd.DataFrame:
             "user",
             "route",
             "status",
+            "bytes",
             "token_state",
             "watermarked",
         ],
     )
-    df["covered"] = [
-        t == "valid" and bool(w) for t, w in zip(df["token_state"], df["watermarked"], strict=True)
+    df["served"] = [
+        200 <= int(s) <= 299 and int(b or 0) > 0
+        for s, b in zip(df["status"], df["bytes"], strict=True)
     ]
     df["is_5xx"] = [int(s) >= 500 for s in df["status"]]
     return df
@@ -205,8 +209,21 @@ def _export_events(session: Session, window: Window) -> pd.DataFrame:
 
 def _coverage(session: Session, window: Window, agg: str, params: dict[str, Any]) -> _Rows:
     df = _export_events(session, window)
+    routes = params.get("routes") or egress.DEFAULT_EXPORT_ROUTES
+    patterns = [re.compile(str(r)) for r in routes]
+    df = df[df["served"].astype(bool)].reset_index(drop=True)
+    df["declared_route"] = [any(p.search(str(r)) for p in patterns) for r in df["route"]]
+    df["covered"] = [
+        bool(d) and t == "valid" and bool(w)
+        for d, t, w in zip(df["declared_route"], df["token_state"], df["watermarked"], strict=True)
+    ]
     df = df.sort_values("covered", kind="stable", ignore_index=True)
-    return _Rows("export_events", "Every export event in the window; uncovered first.", df)
+    return _Rows(
+        "export_events",
+        "Every served export (2xx with a body) in the window; uncovered first. Refused "
+        "attempts are not samples of coverage.",
+        df,
+    )
 
 
 def _download_5xx(session: Session, window: Window, agg: str, params: dict[str, Any]) -> _Rows:

@@ -3,6 +3,7 @@ Kubernetes provider against an API emulator that honours resourceVersion (409) a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -10,21 +11,27 @@ from typing import Any
 
 import pytest
 import yaml
+from flask import Flask
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from actions.base import ActionPolicy, Actor, PlanView
 from actions.bundle_pin import (
     KubernetesPins,
     PinConfig,
+    PinDrift,
     PinOpaBundle,
     RegistryPins,
     bundle_files,
+    pin_drift,
     replay_decisions,
 )
 from actions.registry import ActionService
 from console.context import AppContext
-from store.models import BundleRevision, OpaDecision
-from tests.conftest import FIXED_NOW, FakeClock
+from console.http.policy import make_blueprint
+from store.db import session_factory
+from store.models import BundleRevision, OpaDecision, OpaStatusReport
+from tests.conftest import FIXED_NOW, PROJECT_ROOT, FakeClock, make_settings, peer_missing
 from tests.peers_actions import (
     BUNDLE,
     REV_1,
@@ -309,3 +316,105 @@ def test_a_stale_resource_version_gets_the_api_servers_409(
         not outcome.ok and outcome.message == "ConfigMap changed since the plan (409): plan again"
     )
     assert _resource(kube) == f"bundles/{BUNDLE}?revision={REV_1}"
+
+
+# -- verify against real OPA status reports -----------------------------------------------------
+
+STATUS = PROJECT_ROOT.parent / "shared" / "reference" / "captures" / "opa-wire" / "status"
+STATUS_TOKEN = "qd-test-bearer-token-not-secret"  # the captures' credentials.bearer token
+ACTIVE = "2026.12.01-r1"  # what every captured report has active for bundle `acme`
+
+
+def captured_status(name: str) -> tuple[list[tuple[str, str]], bytes]:
+    """A status POST as OPA 1.9 sent it: its headers (minus Host/Content-Length) and raw body."""
+    raw = STATUS / f"{name}.raw.json"
+    if not raw.is_file():
+        peer_missing(f"the OPA status captures are not at {STATUS}")
+    sent = json.loads((STATUS / f"{name}.request.json").read_text())
+    headers = [
+        (str(k), str(v))
+        for k, v in sent["headers"]
+        if str(k).lower() not in ("host", "content-length")
+    ]
+    return headers, raw.read_bytes()
+
+
+@pytest.fixture
+def opa_reports(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[AppContext, Any]]:
+    """The status receiver over HTTP (Flask test client) with its clock under the test's hand;
+    ``post(name, at)`` sends a captured body as OPA did and returns the HTTP status."""
+    ctx = AppContext(
+        settings=make_settings(
+            tmp_path, opa={"status_token": STATUS_TOKEN, "environment_label": "env"}
+        ),
+        engine=engine,
+        sessions=session_factory(engine),
+    )
+    app = Flask("status")
+    app.register_blueprint(make_blueprint(ctx))
+    client = app.test_client()
+    received = FakeClock(NOW)
+    monkeypatch.setattr("console.http.policy.utcnow", received)
+
+    def post(name: str, at: Any, body: bytes | None = None) -> int:
+        headers, raw = captured_status(name)
+        received.now = at
+        response = client.post("/ingest/opa/status", data=body or raw, headers=headers)
+        return response.status_code
+
+    yield ctx, post
+
+
+def verify_at(ctx: AppContext, at: Any, **config: Any) -> bool | None:
+    action = PinOpaBundle(
+        [RegistryPins()], lambda _: None, PinConfig(**config), clock=FakeClock(at)
+    )
+    plan = PlanView("p1", "stage", {}, {}, {"bundle": "acme", "revision": ACTIVE}, "sam", "roll")
+    with ctx.session() as session:
+        return action.verify(session, plan)
+
+
+def test_a_restarted_opa_lets_the_pin_verify_and_a_gone_one_is_stale_not_drift(
+    opa_reports: tuple[AppContext, Any],
+) -> None:
+    """Real OPA 1.9 bodies: process A answers a 409 on a bundle poll (`bundle_error`), then the
+    OPA restarts (a new `labels.id`, the same `instance` label) and reports the revision clean.
+    Keyed on `labels.id`, process A would drift forever; keyed on the identity label, the one
+    OPA runs the revision and the pin verifies. An instance that stopped reporting a day ago,
+    on the older revision, is stale: listed, never counted."""
+    ctx, post = opa_reports
+    _, ok = captured_status("size-buffer-bundle-ok")
+    gone = json.loads(ok)  # the same OPA body from a pod since scaled away, one revision back
+    gone["labels"] |= {"id": "uuid-of-a-pod-scaled-away", "instance": "opa-stage-0"}
+    gone["bundles"]["acme"]["active_revision"] = "2026.11.30-r9"
+
+    codes = [
+        post("size-buffer-bundle-ok", NOW - timedelta(days=1), json.dumps(gone).encode()),
+        post("size-buffer-bundle-ok", NOW),
+        post("size-buffer-bundle-error-409", NOW + timedelta(seconds=10)),
+    ]
+    during_409 = verify_at(ctx, NOW + timedelta(seconds=20))
+    codes.append(post("size-buffer-after-restart", NOW + timedelta(seconds=40)))
+    after = NOW + timedelta(seconds=50)
+    verified = verify_at(ctx, after)
+    lenient = verify_at(ctx, after, stale_after_intervals=1000.0)  # nothing is stale
+    with ctx.session() as session:
+        processes = dict(
+            session.execute(
+                select(OpaStatusReport.process_id, OpaStatusReport.instance_id).distinct()
+            ).all()
+        )
+        drift = pin_drift(session, "acme", "stage", ACTIVE, as_of=after)
+
+    assert codes == [200, 200, 200, 200]
+    assert processes == {
+        "uuid-of-a-pod-scaled-away": "opa-stage-0",
+        "d1791c84-55e1-41d8-88d0-2bad0917d1af": "opa-stage-1",  # process A
+        "4acc3d4c-f4ab-46bb-ad3d-5181c9196386": "opa-stage-1",  # after the restart
+    }
+    assert during_409 is None  # the 409 is an error on the bundle: not verified yet
+    assert verified is True
+    assert lenient is None  # were opa-stage-0 counted, its old revision would block
+    assert drift == PinDrift(instances=1, drifted=[], stale=["opa-stage-0"])

@@ -187,3 +187,29 @@ def test_a_plan_applied_once_cannot_be_applied_again(session: Session, svc: Acti
     assert not again.ok and "plan again" in again.message
     assert planned.plan.status == "verified"  # stage OPA already reported the revision
     assert session.scalar(select(ActionLock)) is None
+
+
+def test_a_rehearsal_leaves_the_plan_open_for_approval_and_the_inbox_shows_it(
+    session: Session, svc: ActionService
+) -> None:
+    planned = svc.plan(session, SRE, "opa.pin-bundle", PARAMS, "prod")
+    assert planned.plan is not None
+    plan_id = planned.plan.plan_id
+    assert [e["plan_id"] for e in svc.inbox(session, CAPTAIN)] == [plan_id]
+    assert svc.inbox(session, SRE) == []  # an sre may not approve: no inbox
+
+    rehearsal = svc.apply(session, SRE, plan_id, reason="rehearse", live=False)
+    steps = svc.next_steps(session, planned.plan, SRE)
+    approved = svc.approve(session, CAPTAIN, plan_id)
+
+    assert rehearsal.ok and planned.plan.status == "approved", rehearsal.message
+    assert "waiting for a captain other than sam" in steps["next"]
+    assert steps["may"] == {
+        "approve": False,
+        "apply": True,
+        "verify": False,
+        "rollback": False,
+        "override": False,
+    }
+    assert approved.ok, approved.message
+    assert svc.inbox(session, CAPTAIN) == []

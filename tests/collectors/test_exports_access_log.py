@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -121,3 +122,73 @@ def test_access_log_outside_the_routes_is_ignored_and_bad_lines_dead_lettered(en
     assert (again.stored, again.duplicates) == (0, 2)
     assert stored == 2
     assert reasons == ["line 3: status: 'two hundred' is not an HTTP status"]
+
+
+# --------------------------------------------------------------------------------------------
+# Byte-exact NGINX 1.22 captures (../shared/reference/captures/nginx): three formats, two statuses
+# --------------------------------------------------------------------------------------------
+
+CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "captures" / "nginx"
+
+
+@pytest.mark.parametrize("run", ["default-status", "status-429"])
+@pytest.mark.parametrize("fmt", ["combined", "upstreaminfo", "json"])
+def test_nginx_captures_are_read_in_every_format_and_reimports_add_nothing(engine, run, fmt):
+    seen = json.loads((CAPTURES / run / "client-results.json").read_text())
+    lines = (CAPTURES / run / f"{fmt}.log").read_text(encoding="utf-8").splitlines()
+    with Session(engine) as session, session.begin():
+        first = exports.import_access_log(session, lines, received_at=T, fmt=fmt)
+    with Session(engine) as session, session.begin():
+        again = exports.import_access_log(session, lines, received_at=T, fmt=fmt)
+    with Session(engine) as session:
+        events = session.scalars(select(ExportEvent)).all()
+        rejects = session.scalar(select(func.count()).select_from(IngestReject))
+
+    limiter_status = 503 if run == "default-status" else 429
+    assert (first.result.stored, first.result.rejected, rejects) == (60, 0, 0)
+    assert (again.result.stored, again.result.duplicates) == (0, 60)
+    assert sorted(e.status for e in events) == sorted(s["status"] for s in seen)
+    assert sorted(e.bytes for e in events) == sorted(s["bytes"] for s in seen)
+    by = {(e.answered_by, e.status, e.token_state) for e in events}
+    # README: 13×200, 4×401 (tokenless, past the limiter), 43 refused by the limiter.
+    assert sum(e.answered_by == "limiter" for e in events) == 43
+    assert {b for b in by if b[0] == "limiter"} == {("limiter", limiter_status, "not_checked")}
+    assert {b for b in by if b[0] == "application"} == {
+        ("application", 200, "valid"),
+        ("application", 401, "missing"),
+    }
+    assert all("?" not in e.route and "tok" not in json.dumps(e.route) for e in events)
+    if fmt == "json":  # the backend's X-Export-Id/-User headers are logged: watermarked
+        assert {e.watermarked for e in events if e.status == 200} == {True}
+
+
+def test_a_line_in_another_format_is_a_redacted_dead_letter_not_a_crash(engine):
+    lines = (CAPTURES / "status-429" / "combined.log").read_text(encoding="utf-8").splitlines()
+    with Session(engine) as session, session.begin():
+        done = exports.import_access_log(session, lines[:5], received_at=T, fmt="upstreaminfo")
+    with Session(engine) as session:
+        rejects = session.execute(select(IngestReject.reason, IngestReject.payload)).all()
+    assert done.result.rejected == 5
+    assert {r.reason.split(": ", 1)[1] for r in rejects} == {
+        "not an ingress-nginx upstreaminfo line"
+    }
+    assert all(
+        "tok0" not in r.payload and "token=[redacted]" in r.payload
+        for r in rejects
+        if "token" in r.payload
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GET /evidence/packs/p/download?token=eyJzdWIiOiJhbmEifQ.c2ln&fmt=zip HTTP/1.1",
+        '{"http_authorization":"Bearer s3cr3t-value","http_cookie":"session=abc123"}',
+        "Authorization: Bearer s3cr3t-value",
+        "eyJzdWIiOiJhbmEiLCJzY29wZSI6ImV4In0.c2lnbmF0dXJl",
+    ],
+)
+def test_redact_removes_tokens_credentials_and_cookies(text):
+    out = exports.redact(text)
+    assert "s3cr3t" not in out and "abc123" not in out and "eyJzdWIi" not in out
+    assert "[redacted]" in out

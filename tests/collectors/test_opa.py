@@ -134,7 +134,9 @@ def test_decisions_are_keyed_on_the_identity_label_like_status_reports(engine):
             received_at=RECEIVED,
         )
     with Session(engine) as session:
-        stored = dict(session.execute(select(OpaDecision.decision_id, OpaDecision.instance_id)))
+        stored = dict(
+            session.execute(select(OpaDecision.decision_id, OpaDecision.instance_id)).all()
+        )
         reasons = [r.reason for r in session.scalars(select(IngestReject))]
         reported = session.scalar(select(OpaStatusReport.instance_id))
     assert stored == {
@@ -161,7 +163,7 @@ def test_nd_builtin_cache_is_stored_as_opa_sent_it(engine):
         result = ingest_decisions(session, chunk, received_at=RECEIVED)
     with Session(engine) as session:
         stored = dict(
-            session.execute(select(OpaDecision.decision_id, OpaDecision.nd_builtin_cache))
+            session.execute(select(OpaDecision.decision_id, OpaDecision.nd_builtin_cache)).all()
         )
         [reject] = session.scalars(select(IngestReject))
     assert stored == {"d1": cache, "d2": {}, "d3": None}

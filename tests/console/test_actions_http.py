@@ -219,7 +219,7 @@ def test_cli_plans_and_applies_a_flip_as_a_signed_in_user_and_audit_verify_finds
             "--record",
             "api.example.com",
             "--weights",
-            "us-east=0,us-west=100",
+            "us-east=100,us-west=0",
             "--env",
             "stage",
             "--as",
@@ -254,7 +254,7 @@ def test_cli_plans_and_applies_a_flip_as_a_signed_in_user_and_audit_verify_finds
             "--record",
             "api.example.com",
             "--weights",
-            "us-east=0,us-west=100",
+            "us-east=100,us-west=0",
             "--env",
             "stage",
             "--as",
@@ -265,7 +265,9 @@ def test_cli_plans_and_applies_a_flip_as_a_signed_in_user_and_audit_verify_finds
     )
     plan_id = json.loads(plan.output)["plan"]["plan_id"]
     dry = runner.invoke(
-        cli, ["actions", "apply", plan_id, "--reason", "drain east", "--as", "sam"], env=signed
+        cli,
+        ["actions", "apply", plan_id, "--reason", "drain east", "--dry-run", "--as", "sam"],
+        env=signed,
     )
     weights_after_dry = read_weights(r53, zone)
     live = runner.invoke(
@@ -283,7 +285,7 @@ def test_cli_plans_and_applies_a_flip_as_a_signed_in_user_and_audit_verify_finds
     assert weights_after_dry == {"us-east": 50, "us-west": 50}
     assert live.exit_code == 0, live.output
     assert json.loads(live.output)["plan"]["status"] == "verified"
-    assert read_weights(r53, zone) == {"us-east": 0, "us-west": 100}
+    assert read_weights(r53, zone) == {"us-east": 100, "us-west": 0}
 
     intact = runner.invoke(cli, ["audit", "verify", "--json"], env=env)
     assert intact.exit_code == 0 and json.loads(intact.output)["rows"] == 4

@@ -18,10 +18,14 @@ def test_demo_mode_serves_weighted_records_for_the_actions_to_flip(tmp_path):
             if z["CallerReference"] == "quarterdeck-demo"
         )
         records = client.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
-        weights = {r["SetIdentifier"]: r["Weight"] for r in records if "Weight" in r}
+        weights = {
+            r["SetIdentifier"]: r["Weight"]
+            for r in records
+            if "Weight" in r and r["Name"] == "api.example.com."
+        }
         assert weights == {"us-east": 50, "us-west": 50}
         assert derived.aws.endpoint_url.startswith("http://127.0.0.1:")
-        assert derived.route53.records == ["api.example.com."]
+        assert derived.route53.records == ["api.example.com.", "www.example.com."]
         assert "stage" in derived.actions.live_environments
         # The settings the caller built are left as they were: the demo derives, never mutates.
         assert settings.aws.endpoint_url is None and settings.route53.records == []

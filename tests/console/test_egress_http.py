@@ -403,3 +403,43 @@ def test_incident_receiver_refuses_a_bad_batch_whole_and_retries_add_nothing(egr
         rows = session.scalars(select(Incident)).all()
     assert [(r.incident_key, r.resolved_at is not None) for r in rows] == [("INC-7", True)]
     ctx.engine.dispose()
+
+
+def test_a_tenant_over_its_limit_gets_429_while_another_tenant_is_served(egress_ctx, pack_id):
+    scope = service.DOWNLOAD_SCOPE + pack_id
+    clock = lambda: 3_000_000.0  # noqa: E731
+    users = MemoryLimiter(limit=100, window_s=60, clock=clock)
+    tenants = MemoryLimiter(limit=2, window_s=60, clock=clock)
+
+    def token(user: str, tenant: str) -> str:
+        return issue_token(SECRET, sub=user, scope=scope, ttl_s=60, tenant=tenant)
+
+    app = flask.Flask("egress-tenants")
+    app.register_blueprint(make_blueprint(egress_ctx, limiter=users, tenant_limiter=tenants))
+    with serve(app) as base:
+        acme = [requests.get(_url(base, pack_id, token(u, "acme")), timeout=60) for u in "abc"]
+        globex = requests.get(_url(base, pack_id, token("d", "globex")), timeout=60)
+        summary = requests.get(f"{base}/api/egress/summary", timeout=30)
+
+    assert [r.status_code for r in acme] == [200, 200, 429]
+    assert acme[2].headers["Retry-After"] == "20"
+    assert acme[2].json()["limit"] == "tenant"
+    assert globex.status_code == 200
+    body = summary.json()
+    assert (body["requests"], body["served"], body["coverage"]) == (4, 3, 1.0)
+    assert body["refused"] == {"rate_limited_tenant": 1}
+    per_tenant = {t["tenant"]: t for t in body["tenants"]}
+    assert (per_tenant["acme"]["served"], per_tenant["acme"]["rate_limited_tenant"]) == (2, 1)
+    assert per_tenant["globex"]["served"] == 1
+    # No proxy log imported: the limiter's side is unknown, said so.
+    assert body["proxy_log"] == {"events": 0, "application_only": 4, "in": False}
+
+
+def test_summary_refuses_a_bad_window(console_url):
+    bad = requests.get(f"{console_url}/api/egress/summary", params={"from": "soon"}, timeout=10)
+    backwards = requests.get(
+        f"{console_url}/api/egress/summary",
+        params={"from": "2025-11-12T00:00:00Z", "to": "2025-11-11T00:00:00Z"},
+        timeout=10,
+    )
+    assert (bad.status_code, backwards.status_code) == (400, 400)

@@ -27,7 +27,7 @@ from console.http.policy import make_blueprint
 from store.db import make_engine, session_factory
 from store.migrate import upgrade
 from store.models import BundlePin, IngestReject, OpaDecision, OpaStatusReport, SyncRun
-from tests.conftest import FIXED_NOW, make_settings
+from tests.conftest import FIXED_NOW, FakeClock, make_settings
 
 TOKEN = "opa-test-token-8c1f"
 NOW = FIXED_NOW  # a fixed past instant: nothing here may depend on when the suite runs
@@ -298,6 +298,63 @@ def test_status_reports_keep_history_and_drive_the_drift_api(receiver: Receiver)
     by_instance = {r["instance_id"]: r for r in drift[1]["rows"]}
     assert by_instance["prod-opa-2"]["pinned_revision"] == "r43"
     assert by_instance["prod-opa-2"]["code"] == "bundle_error"
+
+
+def test_the_identity_label_setting_keys_status_and_decisions_and_drift_shows_staleness(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`QUARTERDECK_OPA__INSTANCE_LABEL` reaches both receivers; `/api/policy/drift` names each
+    OPA by that label's value and says which are stale, how long silent, at what interval."""
+    ctx = make_ctx(
+        tmp_path, engine, instance_label="pod", stale_after_intervals=2.0, stale_min_s=60.0
+    )
+    clock = FakeClock(NOW)
+    monkeypatch.setattr("console.http.policy.utcnow", clock)
+    rx = Receiver(ctx)
+    with ctx.session() as session:
+        session.add(
+            BundlePin(
+                bundle="authz",
+                environment="prod",
+                revision="r43",
+                pinned_at=NOW - timedelta(days=1),
+                pinned_by="bo",
+            )
+        )
+
+    def report(process: str, pod: str, revision: str, at: Any) -> int:
+        clock.now = at
+        labels = {"id": process, "pod": pod, "instance": "ignored", "environment": "prod"}
+        body = {"labels": labels, "bundles": {"authz": {"active_revision": revision}}}
+        return rx.post("/ingest/opa/status", json.dumps(body).encode(), gzipped=False)[0]
+
+    try:
+        codes = [
+            report("uuid-a1", "opa-a", "r43", NOW - timedelta(minutes=30)),
+            report("uuid-a1", "opa-a", "r43", NOW - timedelta(minutes=29)),  # then silence
+            report("uuid-b1", "opa-b", "r42", NOW - timedelta(minutes=2)),
+            report("uuid-b2", "opa-b", "r42", NOW - timedelta(minutes=1)),  # restarted
+        ]
+        logged = rx.post(
+            "/ingest/opa/logs",
+            gz([event(labels={"id": "uuid-b2", "pod": "opa-b", "environment": "prod"})]),
+        )
+        drift = rx.get("/api/policy/drift?environment=prod&as_of=" + NOW.isoformat()[:19] + "Z")
+    finally:
+        rx.close()
+    with ctx.session() as session:
+        decided_by = session.scalar(select(OpaDecision.instance_id))
+
+    assert codes == [200] * 4 and logged[0] == 200 and decided_by == "opa-b"
+    assert drift[0] == 200
+    body = drift[1]
+    by_instance = {r["instance_id"]: r for r in body["rows"]}
+    assert set(by_instance) == {"opa-a", "opa-b"}  # the pod label's values, one per OPA
+    a, b = by_instance["opa-a"], by_instance["opa-b"]
+    assert (a["stale"], a["drifted"], a["silent_s"], a["interval_s"]) == (True, False, 1740, 60)
+    assert (b["stale"], b["drifted"], b["silent_s"], b["interval_s"]) == (False, True, 60, 60)
+    assert body["drifted_instances"] == ["opa-b"] and body["stale_instances"] == ["opa-a"]
+    assert body["drift"] == 1
 
 
 def test_decisions_api_pages_with_a_cursor_and_searches_full_text(receiver: Receiver) -> None:

@@ -52,7 +52,8 @@ def test_rows_count_equals_samples_for_every_demo_goal_and_check(demo_ctx, range
             checked += 1
     assert checked == len(list(_checks(sprint)))
     # The demo is not empty: most numbers stand on rows.
-    assert sum(1 for r in results if r.samples) >= 8
+    if range_key == "sprint":
+        assert sum(1 for r in results if r.samples) >= 8
 
 
 def test_lead_time_rows_link_their_pr_and_stages_sum_to_the_total(demo_ctx):

@@ -1,10 +1,10 @@
-"""Schema for scale issue16: leader leases, daily decision rollups, day-partitioned samples.
+"""Schema for scale issue16: leader leases (`leases`) and daily decision rollups.
 
-On PostgreSQL `traffic_samples` becomes a table partitioned by range of `ts` (declarative
-partitioning) with a DEFAULT partition; the maintenance job (`quarterdeck maintain`, see
-store/retention.py) splits it into day partitions and drops whole days past retention. The
-natural key (ts, region, ingress) already contains the partition key, so `ON CONFLICT` keeps
-working unchanged. SQLite keeps a plain table and retention deletes in batches.
+No table is partitioned yet: declarative partitioning of `traffic_samples`/`opa_decisions`
+breaks two writers outside this capability (store.ingest.upsert's `RETURNING (xmax = 0)` is
+refused on partitioned tables; collectors/opa.py's `ON CONFLICT (decision_id)` needs a unique
+index a partitioned table cannot have). store/retention.py drops day partitions where a table
+is partitioned and deletes in batches everywhere else (docs/scale-out.md).
 
 Revision ID: 0012
 Revises: 0011
@@ -23,38 +23,9 @@ down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_TO_PARTITIONED = [
-    "ALTER TABLE traffic_samples RENAME TO traffic_samples_unpartitioned",
-    "ALTER TABLE traffic_samples_unpartitioned RENAME CONSTRAINT pk_traffic_samples TO pk_traffic_samples_unpartitioned",
-    "ALTER TABLE traffic_samples_unpartitioned RENAME CONSTRAINT uq_traffic_samples_ts_region_ingress TO uq_traffic_samples_unpartitioned_key",
-    "ALTER INDEX ix_traffic_samples_region_ts RENAME TO ix_traffic_samples_unpartitioned_region_ts",
-    "CREATE TABLE traffic_samples (LIKE traffic_samples_unpartitioned INCLUDING DEFAULTS) PARTITION BY RANGE (ts)",
-    "ALTER TABLE traffic_samples ADD CONSTRAINT pk_traffic_samples PRIMARY KEY (id, ts)",
-    "ALTER TABLE traffic_samples ADD CONSTRAINT uq_traffic_samples_ts_region_ingress UNIQUE (ts, region, ingress)",
-    "CREATE INDEX ix_traffic_samples_region_ts ON traffic_samples (region, ts)",
-    "CREATE TABLE traffic_samples_default PARTITION OF traffic_samples DEFAULT",
-    "INSERT INTO traffic_samples SELECT * FROM traffic_samples_unpartitioned",
-    "ALTER SEQUENCE traffic_samples_id_seq OWNED BY traffic_samples.id",
-    "DROP TABLE traffic_samples_unpartitioned",
-]
-
-_TO_PLAIN = [
-    "ALTER TABLE traffic_samples RENAME TO traffic_samples_partitioned",
-    "ALTER TABLE traffic_samples_partitioned RENAME CONSTRAINT pk_traffic_samples TO pk_traffic_samples_partitioned",
-    "ALTER TABLE traffic_samples_partitioned RENAME CONSTRAINT uq_traffic_samples_ts_region_ingress TO uq_traffic_samples_partitioned_key",
-    "ALTER INDEX ix_traffic_samples_region_ts RENAME TO ix_traffic_samples_partitioned_region_ts",
-    "CREATE TABLE traffic_samples (LIKE traffic_samples_partitioned INCLUDING DEFAULTS)",
-    "ALTER TABLE traffic_samples ADD CONSTRAINT pk_traffic_samples PRIMARY KEY (id)",
-    "ALTER TABLE traffic_samples ADD CONSTRAINT uq_traffic_samples_ts_region_ingress UNIQUE (ts, region, ingress)",
-    "CREATE INDEX ix_traffic_samples_region_ts ON traffic_samples (region, ts)",
-    "INSERT INTO traffic_samples SELECT * FROM traffic_samples_partitioned",
-    "ALTER SEQUENCE traffic_samples_id_seq OWNED BY traffic_samples.id",
-    "DROP TABLE traffic_samples_partitioned CASCADE",
-]
-
 
 def upgrade() -> None:
-    """Add `leases` and `opa_decision_daily`; partition `traffic_samples` on PostgreSQL."""
+    """Add `leases` and `opa_decision_daily`."""
     op.create_table(
         "leases",
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -83,16 +54,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("opa_decision_daily", schema=None) as batch_op:
         batch_op.create_index("ix_opa_decision_daily_path_day", ["path", "day"], unique=False)
-    if op.get_bind().dialect.name == "postgresql":
-        for statement in _TO_PARTITIONED:
-            op.execute(statement)
 
 
 def downgrade() -> None:
-    """Undo :func:`upgrade` (the day partitions' rows go back into one plain table)."""
-    if op.get_bind().dialect.name == "postgresql":
-        for statement in _TO_PLAIN:
-            op.execute(statement)
+    """Undo :func:`upgrade`."""
     with op.batch_alter_table("opa_decision_daily", schema=None) as batch_op:
         batch_op.drop_index("ix_opa_decision_daily_path_day")
     op.drop_table("opa_decision_daily")
