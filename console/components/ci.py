@@ -23,6 +23,7 @@ from console.components.ingest import format_timestamp
 from store.queries.ci import (
     CiPageData,
     LeadTimeSummary,
+    StageSummary,
     lead_time_daily_frame,
     summarize_lead_times,
 )

@@ -203,7 +203,16 @@ def goal_card(result: CheckResult, *, pages: Mapping[str, PageRef]) -> html.Arti
                         ["target ", html.B(format_target(result.target))],
                         className="qd-goal-target",
                     ),
-                    html.Span(samples, className="qd-goal-samples"),
+                    (
+                        dcc.Link(
+                            f"{samples} →",
+                            href=result.rows_view,
+                            className="qd-goal-samples qd-rows-link",
+                            title="The rows behind this number",
+                        )
+                        if result.rows_view
+                        else html.Span(samples, className="qd-goal-samples")
+                    ),
                 ],
                 className="qd-goal-figures",
             ),

@@ -55,14 +55,14 @@ def demo_secret(
 ) -> str | None:
     """The secret in force for a receiver: the configured one, else the demo's in demo mode.
 
-    A placeholder (`changeme`, …) outside demo mode counts as unset, so the receiver refuses
+    A well-known default (`changeme`, …) outside demo mode counts as unset, so the receiver refuses
     requests (503) until a real secret is configured.
     """
     secret = value.get_secret_value() if isinstance(value, SecretStr) else value
     if not secret:
         return demo_value if demo_mode else None
     if secret in PLACEHOLDER_SECRETS and not demo_mode:
-        log.error("%s is a placeholder; the receiver refuses requests until it is set", setting)
+        log.error("%s is a well-known default; the receiver refuses requests until it is set", setting)
         return None
     return secret
 

@@ -17,7 +17,7 @@ from console.components import ci as view
 from console.components import errors
 from console.runtime import get_context
 from console.shell import BASELINE_RANGE, RANGE_OPTIONS, RANGE_STORE, SPRINT_RANGE, SPRINT_STORE
-from store.goals import UNIT_FACTORS, SprintConfigError
+from store.goals import UNIT_FACTORS, SprintConfigError, evaluate_goals
 from store.metrics import get_metric
 from store.queries.ci import ci_page_data, list_repos, utc_now
 
@@ -117,6 +117,15 @@ def show_ci(slug: str | None, range_key: str | None, repo: str | None) -> Any:
                 repo=repo or None,
                 preview_pattern=settings.preview_environment_pattern,
             )
+            # The goals' own evaluation (as on the Overview) for the figures that measure them.
+            goals = {
+                g.aggregation: g
+                for g in evaluate_goals(session, sprint, window=window, now=now, with_trend=False)
+                if g.metric == METRIC
+                and (repo or None) == sprint.goal(g.id).params.get("repo")
+                and sprint.goal(g.id).params.get("preview_pattern")
+                in (None, settings.preview_environment_pattern)
+            }
     except Exception as exc:  # a failing query shows a one-line panel, not a broken page
         log.exception("CI page query failed")
         return errors.store_error_panel(errors.store_error_message("Reading CI data", exc))
@@ -129,4 +138,5 @@ def show_ci(slug: str | None, range_key: str | None, repo: str | None) -> Any:
         definition=get_metric(METRIC).definition,
         read_at=now,
         quarantine_days=settings.quarantine_days,
+        goals=goals,
     )

@@ -99,7 +99,9 @@ def lead_time_rows(
 ) -> pd.DataFrame:
     """Per SHA with a ready preview in ``window``: lead time and its stages, slowest first."""
     pattern = params.get("preview_pattern", ci.DEFAULT_PREVIEW_PATTERN)
-    df = ci.lead_time_frame(session, window=window, repo=params.get("repo"), preview_pattern=pattern)
+    df = ci.lead_time_frame(
+        session, window=window, repo=params.get("repo"), preview_pattern=pattern
+    )
     df = ci.lead_time_stages_frame(session, df, preview_pattern=pattern)
     df["source_url"] = _pr_link(df)
     if period:
@@ -115,9 +117,7 @@ def _lead_time(session: Session, window: Window, agg: str, params: dict[str, Any
     )
 
 
-def _lead_time_change(
-    session: Session, window: Window, agg: str, params: dict[str, Any]
-) -> _Rows:
+def _lead_time_change(session: Session, window: Window, agg: str, params: dict[str, Any]) -> _Rows:
     baseline = Window(window.start - (window.end - window.start), window.start)
     both = pd.concat(
         [
@@ -300,9 +300,7 @@ def _decisions(
     return df
 
 
-def _decision_latency(
-    session: Session, window: Window, agg: str, params: dict[str, Any]
-) -> _Rows:
+def _decision_latency(session: Session, window: Window, agg: str, params: dict[str, Any]) -> _Rows:
     # The metric reads every decision of the window (no environment filter): so do the rows.
     df = _decisions(session, window, {}, order="latency_s")
     return _Rows("decisions", "Every decision made in the window, slowest to arrive first.", df)
@@ -325,13 +323,16 @@ def _drift(session: Session, window: Window, agg: str, params: dict[str, Any]) -
     live = df[~df["instance_id"].isin(stale)]
     rows = []
     for inst, group in live.groupby("instance_id", sort=True):
+        bundles = list(group["bundle"])
+        active = zip(bundles, group["active_revision"], strict=True)
+        pinned = zip(bundles, group["pinned_revision"], strict=True)
         rows.append(
             (
                 inst,
                 group["environment"].iloc[0],
                 bool(group["drifted"].astype(bool).any()),
-                ", ".join(f"{b}@{r}" for b, r in zip(group["bundle"], group["active_revision"])),
-                ", ".join(f"{b}@{p}" for b, p in zip(group["bundle"], group["pinned_revision"])),
+                ", ".join(f"{b}@{r}" for b, r in active),
+                ", ".join(f"{b}@{p}" for b, p in pinned),
                 max(group["reported_at"]),
             )
         )
@@ -373,9 +374,7 @@ def _soak(session: Session, window: Window, agg: str, params: dict[str, Any]) ->
     )
 
 
-def _policy_coverage(
-    session: Session, window: Window, agg: str, params: dict[str, Any]
-) -> _Rows:
+def _policy_coverage(session: Session, window: Window, agg: str, params: dict[str, Any]) -> _Rows:
     slo = reliability.slo_frame(session, window=window)
     covered = set(params.get("policy_services") or [])
     services = sorted(set(slo["service"]))
@@ -409,7 +408,9 @@ def _postmortems(session: Session, window: Window, agg: str, params: dict[str, A
         )
     ).all()
     rows = [("postmortem", k, at, by, url) for k, at, by, url in pms]
-    rows += [("incident", k, at, f"{sev}: {title}", "/reliability") for k, at, title, sev in incidents]
+    rows += [
+        ("incident", k, at, f"{sev}: {title}", "/reliability") for k, at, title, sev in incidents
+    ]
     df = pd.DataFrame(rows, columns=["type", "incident_key", "at", "detail", "source_url"])
     return _Rows(
         "incidents",
@@ -506,3 +507,38 @@ def row_count(page: RowsPage) -> int:
 
 
 __all__ = ["BUILDERS", "RowsPage", "metric_rows", "row_count"]
+
+
+def backlog_prs(session: Session, item_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """PRs whose title names a backlog item id (`MR-1101 …`), per item: their linked work.
+
+    PRs arrive through the GitHub collector (`pull_request` webhooks and polling).
+    """
+    from sqlalchemy import or_
+
+    from store.models import PullRequest
+
+    found: dict[str, list[dict[str, Any]]] = {i: [] for i in item_ids}
+    if not item_ids:
+        return found
+    stmt = select(
+        PullRequest.repo,
+        PullRequest.number,
+        PullRequest.title,
+        PullRequest.state,
+        PullRequest.merged_at,
+        PullRequest.html_url,
+    ).where(or_(*[PullRequest.title.contains(i) for i in item_ids]))
+    for repo, number, title, state, merged, url in session.execute(stmt):
+        for item in item_ids:
+            if re.search(rf"\b{re.escape(item)}\b", title or ""):
+                found[item].append(
+                    {
+                        "repo": repo,
+                        "number": number,
+                        "title": title,
+                        "state": "merged" if merged is not None else state,
+                        "url": url,
+                    }
+                )
+    return found

@@ -426,12 +426,12 @@ def test_chunk_with_every_poison_kind_is_2xx_valid_stored_poison_dead_lettered(
 ) -> None:
     receiver = Receiver(make_ctx(tmp_path, engine))  # the default 64 MiB inflated limit
     try:
-        _poison_chunk_round_trip(receiver)
+        assert_poison_chunk_round_trip(receiver)
     finally:
         receiver.close()
 
 
-def _poison_chunk_round_trip(receiver: Receiver) -> None:
+def assert_poison_chunk_round_trip(receiver: Receiver) -> None:
     valid = [event() for _ in range(3)]
     deep_input = '{"a":' * 100_000 + "1" + "}" * 100_000
     poison = {
@@ -545,3 +545,62 @@ def test_every_captured_opa_decision_log_post_is_stored_as_opa_sent_it(
     assert {r.instance_id for r in rows.values()} == {"opa-stage-1"}  # 4 OPA processes, one OPA
     recorded = [r for r in rows.values() if r.nd_builtin_cache]
     assert len(recorded) == 4 and all("time.now_ns" in r.nd_builtin_cache for r in recorded)
+
+
+def test_every_captured_opa_status_post_is_stored_as_opa_sent_it(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every status body OPA 1.9 posted (byte-exact, not gzipped, with its own headers) through
+    `POST /ingest/opa/status`: one row per bundle, keyed on the `instance` label, `labels.id`
+    kept as process_id, the bundle's revision/error and the decision-log state as reported."""
+    requests = sorted((WIRE / "status").glob("*.request.json"))
+    if not requests:
+        from tests.conftest import peer_missing
+
+        peer_missing(f"the OPA status captures are not at {WIRE / 'status'}")
+    ctx = make_ctx(tmp_path, engine, status_token=CAPTURED_TOKEN, environment_label="env")
+    clock = FakeClock(NOW)
+    monkeypatch.setattr("console.http.policy.utcnow", clock)
+    client_app = Flask("status-replay")
+    client_app.register_blueprint(make_blueprint(ctx))
+    client = client_app.test_client()
+    for request_file in requests:
+        sent = json.loads(request_file.read_text())
+        body = request_file.with_name(request_file.name.replace(".request.json", ".raw.json"))
+        raw = body.read_bytes()
+        headers = [
+            (k, v) for k, v in sent["headers"] if k.lower() not in ("host", "content-length")
+        ]
+        assert not any(k.lower() == "content-encoding" for k, _ in headers)  # OPA never gzips it
+        clock.now = clock.now + timedelta(seconds=1)
+
+        response = client.post("/ingest/opa/status", data=raw, headers=headers)
+
+        report = json.loads(raw)
+        bundles = report.get("bundles") or {}
+        assert response.status_code == 200, (request_file.name, response.get_json())
+        assert response.get_json()["stored"] == len(bundles), request_file.name
+        assert response.get_json()["rejected"] == 0, request_file.name
+        with ctx.session() as session:
+            rows = session.scalars(
+                select(OpaStatusReport).where(OpaStatusReport.reported_at == clock.now)
+            ).all()
+        assert len(rows) == len(bundles), request_file.name
+        for row in rows:
+            info = bundles[row.bundle]
+            labels = report["labels"]
+            assert (row.instance_id, row.process_id, row.environment) == (
+                labels["instance"],
+                labels["id"],
+                labels["env"],
+            )
+            assert row.active_revision == info.get("active_revision")
+            assert row.code == info.get("code") and row.message == info.get("message")
+            assert row.decision_logs is not None
+            assert row.decision_logs["state"] == report["plugins"]["decision_logs"]["state"]
+            assert row.decision_logs.get("code") == (report.get("decision_logs") or {}).get("code")
+    assert len(requests) == 10
+    with ctx.session() as session:
+        instances = set(session.scalars(select(OpaStatusReport.instance_id)))
+        processes = set(session.scalars(select(OpaStatusReport.process_id)))
+    assert instances == {"opa-stage-1"} and len(processes) == 4  # 4 OPA processes, one OPA
