@@ -62,7 +62,7 @@ def demo_secret(
     if not secret:
         return demo_value if demo_mode else None
     if secret in PLACEHOLDER_SECRETS and not demo_mode:
-        log.error("%s is a well-known default; the receiver refuses requests until it is set", setting)
+        log.error("%s is a well-known default; the receiver refuses requests till set", setting)
         return None
     return secret
 
