@@ -109,6 +109,53 @@ def start_run(
     return run_key
 
 
+def open_run(
+    session: Session,
+    *,
+    environment: str,
+    at: datetime,
+    kind: str,
+    source: str,
+    notes: str,
+    suffix: str = "",
+) -> str:
+    """Open a run whose `started` phase comes later (a runbook marks it at promotion).
+
+    Until then the Failover page counts its clock from ``at``; the run's RTO and RPO are
+    measured from the `started` mark once it exists. ``suffix`` keeps two runs opened in the
+    same second apart (a runbook passes its run id).
+    """
+    run_key = f"{environment}-{kind}-{at.strftime('%Y%m%dT%H%M%SZ')}"
+    if suffix:
+        run_key += f"-{suffix}"
+    upsert(
+        session,
+        FailoverRun,
+        [
+            {
+                "run_key": run_key,
+                "environment": environment,
+                "kind": kind,
+                "source": source,
+                "started_at": at,
+                "ended_at": None,
+                "notes": notes,
+            }
+        ],
+        conflict=("run_key",),
+    )
+    mark_phase(session, run_key=run_key, phase=None, at=at, source=source, message=notes)
+    return run_key
+
+
+def end_run(session: Session, *, run_key: str, at: datetime, source: str, message: str) -> None:
+    """Close a run that did not complete (aborted or failed) with a last log line."""
+    mark_phase(session, run_key=run_key, phase=None, at=at, source=source, message=message)
+    run = session.scalars(select(FailoverRun).where(FailoverRun.run_key == run_key)).one()
+    if run.ended_at is None:
+        run.ended_at = at
+
+
 def mark_phase(
     session: Session, *, run_key: str, phase: str | None, at: datetime, source: str, message: str
 ) -> IngestResult:

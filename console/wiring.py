@@ -79,6 +79,8 @@ def build_service(
     ``clock`` is the one "now" of the service and its actions (tests and the demo seed inject
     theirs).
     """
+    from console.jobs.runbooks import runbook_actions
+
     cfg = settings.actions
 
     def provider() -> Route53:
@@ -118,9 +120,12 @@ def build_service(
                     replay_last=cfg.replay_last,
                     max_flip_pct=cfg.max_flip_pct,
                     max_not_evaluated_pct=cfg.max_not_evaluated_pct,
+                    stale_after_intervals=settings.opa.stale_after_intervals,
+                    stale_min_s=settings.opa.stale_min_s,
                 ),
                 clock=clock,
             ),
+            *runbook_actions(settings, clock=clock),
         ],
         ActionPolicy(
             live_environments=frozenset(cfg.live_environments),
@@ -179,10 +184,10 @@ def start_jobs(ctx: AppContext) -> list[Stop]:
     3. In demo mode only, the live simulator (after the pollers, so a configured Route53 poller's
        first snapshot is what the simulator's observed share follows).
     """
-    from console.jobs import github, traffic
+    from console.jobs import github, runbooks, traffic
 
     stops: list[Stop] = []
-    for start in (traffic.start, github.start):
+    for start in (traffic.start, github.start, runbooks.start):
         stop = start(ctx)
         if stop is not None:
             stops.append(stop)

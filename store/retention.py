@@ -185,7 +185,7 @@ def rollup_decisions(session: Session, *, since: datetime, until: datetime) -> i
     while day < until:
         rows = session.execute(
             select(
-                func.coalesce(OpaDecision.environment, ""),
+                OpaDecision.environment,
                 OpaDecision.path,
                 func.count(),
                 func.sum(case((OpaDecision.allowed.is_(True), 1), else_=0)),
@@ -194,20 +194,25 @@ def rollup_decisions(session: Session, *, since: datetime, until: datetime) -> i
                 func.sum(case((OpaDecision.dry_run.is_(True), 1), else_=0)),
             )
             .where(OpaDecision.timestamp >= day, OpaDecision.timestamp < day + DAY)
-            .group_by(func.coalesce(OpaDecision.environment, ""), OpaDecision.path)
+            .group_by(OpaDecision.environment, OpaDecision.path)
         ).all()
+        merged: dict[tuple[str, str], list[int]] = {}
+        for env, path, *counts in rows:  # NULL and '' environments share one rollup row
+            into = merged.setdefault((env or "", path), [0, 0, 0, 0, 0])
+            for i, n in enumerate(counts):
+                into[i] += int(n or 0)
         values = [
             {
                 "day": day,
                 "environment": env,
                 "path": path,
-                "decisions": int(n),
-                "allowed": int(a or 0),
-                "denied": int(d or 0),
-                "undecided": int(u or 0),
-                "dry_run": int(r or 0),
+                "decisions": n,
+                "allowed": a,
+                "denied": d,
+                "undecided": u,
+                "dry_run": r,
             }
-            for env, path, n, a, d, u, r in rows
+            for (env, path), (n, a, d, u, r) in merged.items()
         ]
         if values:
             stmt = ctor(DecisionDaily).values(values)
@@ -265,7 +270,6 @@ def maintain(session: Session, *, now: datetime, policy: RetentionPolicy) -> Ret
     is deleted, so a day is never lost from the charts.
     """
     report = RetentionReport()
-    conn = session.connection()
     decisions_cutoff = day_floor(now) - DAY * policy.decisions_days
     newest = session.execute(select(func.max(DecisionDaily.day))).scalar_one_or_none()
     oldest_raw = session.execute(select(func.min(OpaDecision.timestamp))).scalar_one_or_none()
@@ -275,6 +279,7 @@ def maintain(session: Session, *, now: datetime, policy: RetentionPolicy) -> Ret
     session.commit()
 
     samples_cutoff = day_floor(now) - DAY * policy.samples_days
+    conn = session.connection()
     if is_partitioned(conn, TrafficSample.__tablename__):
         report.partitions_created = ensure_day_partitions(
             conn, TrafficSample.__tablename__, "ts", now=now, ahead_days=policy.ahead_days

@@ -84,9 +84,9 @@ def exports(
         else ""
     )
     typer.echo(
-        f"{file}: {result.stored} new, {done.merged} merged with the console's own events, "
-        f"{result.duplicates} already there, {result.ignored} outside {route!r}, "
-        f"{result.rejected} rejected{span}"
+        f"{file}: {result.stored} new, {result.duplicates} already there, "
+        f"{result.ignored} outside {route!r}, {result.rejected} rejected, "
+        f"{done.merged} merged into the console's own events{span}"
     )
     if result.rejected and not (result.stored or result.duplicates or done.merged):
         raise typer.Exit(1)

@@ -1,8 +1,9 @@
-"""Pure builders for the Egress page: coverage and limiter figures, tenant rates, uncovered routes.
+"""Pure builders for the Egress page: coverage of served exports, refusals by reason, 5xx by
+who answered, per-tenant figures and limits, undeclared routes.
 
-Frames in, Dash components out (no session, no context). Coverage below 100 % and any 5xx are
-shown as missed; a 503 on a download route is called out as a limiter answering 503 instead of
-429; no events is grey "no data", never green.
+Data in (`EgressSummary.as_dict()`, the daily frame), Dash components out (no session, no
+context). Coverage below 100 % and any 5xx are missed; the limiter answering 503 is called out
+with the fix; 5xx reads "no data" until the limiter's log is imported; never green on nothing.
 """
 
 from __future__ import annotations
@@ -42,44 +43,64 @@ def _stat(key: str, title: str, value: str, status: str | None, note: str) -> ht
     )
 
 
-def egress_stats(summary: pd.DataFrame) -> html.Div:
-    """Coverage, 429 and 5xx figures over the window (columns of `export_summary_frame`)."""
-    events = int(summary["events"].sum()) if not summary.empty else 0
-    if not events:
+def egress_stats(summary: dict[str, Any]) -> html.Div:
+    """Coverage of served exports, refusals, 429, 5xx by who answered (`EgressSummary.as_dict`)."""
+    served, requests = int(summary["served"]), int(summary["requests"])
+    if not requests:
         return html.Div(
             _stat("coverage", "Token + watermark coverage", "—", "no_data", "no export events"),
             className="qd-goals",
         )
-    covered = int(summary["covered"].sum())
-    r429, r5xx, r503 = (int(summary[c].sum()) for c in ("r429", "r5xx", "r503"))
-    coverage = covered / events * 100
-    limiter_note = (
-        f"{r503} answered 503: a limiter answering 503 instead of 429?"
-        if r503
-        else "rate limiting answers 429"
-    )
+    covered = int(summary["covered"])
+    refused = int(summary["refused_total"])
+    s5 = summary["status_5xx"]
+    proxy = summary["proxy_log"]
+    if not proxy["in"]:
+        r5xx_status, r5xx_note = (
+            "no_data",
+            ("the limiter's access log for this window is not imported: its 429/503 are unknown"),
+        )
+    else:
+        r5xx_status = "met" if s5["total"] == 0 else "missed"
+        r5xx_note = f"limiter {s5['limiter']}, application {s5['application']}"
+        if summary["limiter_503"]:
+            r5xx_note += (
+                f" — the limiter answered 503 {summary['limiter_503']}×: {summary['limiter_fix']}"
+            )
     return html.Div(
         [
             _stat(
                 "coverage",
-                "Token + watermark coverage (target 100 %)",
-                f"{coverage:.2f} %",
-                "met" if covered == events else "missed",
-                f"{events - covered} of {events:,} events uncovered",
+                "Token + watermark on served exports (target 100 %)",
+                f"{covered / served * 100:.2f} %" if served else "—",
+                ("met" if covered == served else "missed") if served else "no_data",
+                f"{served - covered} of {served:,} served exports uncovered"
+                + (
+                    f"; {len(summary['uncovered_routes'])} undeclared route(s)"
+                    if summary["uncovered_routes"]
+                    else ""
+                ),
+            ),
+            _stat(
+                "refused",
+                "Refused attempts (counted apart)",
+                f"{refused:,}",
+                None,
+                ", ".join(f"{k} {v:,}" for k, v in summary["refused"].items()) or "none",
             ),
             _stat(
                 "r429",
-                "Rate-limited downloads (429)",
-                f"{r429:,}",
-                None,  # not a target: counted apart from 5xx
-                f"{r429 / events:.2%} of downloads",
+                "Answered 429",
+                f"{int(summary['status_429']):,}",
+                None,
+                f"{int(summary['status_429']) / requests:.2%} of requests",
             ),
             _stat(
                 "r5xx",
                 "Downloads answered 5xx (target 0)",
-                f"{r5xx:,}",
-                "met" if r5xx == 0 else "missed",
-                limiter_note,
+                f"{int(s5['total']):,}",
+                r5xx_status,
+                r5xx_note,
             ),
         ],
         className="qd-goals",
@@ -93,51 +114,74 @@ def _table(headers: list[str], rows: list[Any], class_name: str) -> html.Table:
     )
 
 
-def tenant_table(summary: pd.DataFrame, days: float) -> html.Table | html.P:
-    """Per tenant: events, coverage, 429, 5xx, 503, volume and downloads per day."""
-    if summary.empty:
+def limits_note(limits: dict[str, Any]) -> html.P:
+    """The per-user and per-tenant download limits in force (both answer 429 + Retry-After)."""
+    user, tenant = limits["user"], limits["tenant"]
+    return html.P(
+        f"Download limits: {user['limit']} per user per {user['window_s']} s and "
+        f"{tenant['limit']} per tenant per {tenant['window_s']} s (429 with Retry-After).",
+        className="qd-muted",
+        **data_attrs(stat="limits"),
+    )
+
+
+def tenant_table(tenants: list[dict[str, Any]], days: float) -> html.Table | html.P:
+    """Per tenant: requests, served, coverage, refusals by limit, 5xx, volume, downloads/day."""
+    if not tenants:
         return html.P("No export events in this window.", className="qd-empty")
-    rows = []
-    for r in summary.sort_values("events", ascending=False).to_dict("records"):
-        events = int(r["events"])
-        rows.append(
-            html.Tr(
-                [
-                    html.Th(str(r["tenant"] or "—"), scope="row"),
-                    html.Td(f"{events:,}", className="qd-num"),
-                    html.Td(f"{int(r['covered']) / events:.2%}", className="qd-num"),
-                    html.Td(f"{int(r['r429']):,}", className="qd-num"),
-                    html.Td(f"{int(r['r5xx']):,}", className="qd-num"),
-                    html.Td(f"{int(r['r503']):,}", className="qd-num"),
-                    html.Td(f"{int(r['bytes'] or 0) / 1e9:.2f}", className="qd-num"),
-                    html.Td(f"{events / days:.1f}" if days else "—", className="qd-num"),
-                ],
-                **data_attrs(tenant=str(r["tenant"])),
-            )
+    rows = [
+        html.Tr(
+            [
+                html.Th(str(t["tenant"]), scope="row"),
+                html.Td(f"{t['requests']:,}", className="qd-num"),
+                html.Td(f"{t['served']:,}", className="qd-num"),
+                html.Td(
+                    "—" if t["coverage"] is None else f"{t['coverage']:.2%}", className="qd-num"
+                ),
+                html.Td(f"{t['rate_limited_user']:,}", className="qd-num"),
+                html.Td(f"{t['rate_limited_tenant']:,}", className="qd-num"),
+                html.Td(f"{t['limiter']:,}", className="qd-num"),
+                html.Td(f"{t['status_5xx']:,}", className="qd-num"),
+                html.Td(f"{int(t['bytes'] or 0) / 1e9:.2f}", className="qd-num"),
+                html.Td(f"{t['served'] / days:.1f}" if days else "—", className="qd-num"),
+            ],
+            **data_attrs(tenant=str(t["tenant"])),
         )
-    headers = ["Tenant", "Events", "Covered", "429", "5xx", "503", "GB", "Downloads/day"]
+        for t in tenants
+    ]
+    headers = [
+        "Tenant",
+        "Requests",
+        "Served",
+        "Covered",
+        "User limit 429",
+        "Tenant limit 429",
+        "Limiter",
+        "5xx",
+        "GB",
+        "Served/day",
+    ]
     return _table(headers, rows, "egress-tenants")
 
 
-def uncovered_table(frame: pd.DataFrame) -> html.Table | html.P:
-    """Routes that served exports without a valid token or without the watermark."""
-    if frame.empty:
-        return html.P("Every export carried a valid token and the watermark.", className="qd-empty")
+def uncovered_table(routes: list[dict[str, Any]]) -> html.Table | html.P:
+    """Export routes seen in the logs but not declared: uncovered flows."""
+    if not routes:
+        return html.P("Every export route seen is declared.", className="qd-empty")
     rows = [
         html.Tr(
             [
                 html.Td(str(r["route"]), className="qd-mono"),
-                html.Td(str(r["token_state"])),
-                html.Td("yes" if r["watermarked"] else "no"),
-                html.Td(f"{int(r['events']):,}", className="qd-num"),
+                html.Td(f"{int(r['requests']):,}", className="qd-num"),
+                html.Td(f"{int(r['served']):,}", className="qd-num"),
                 html.Td(
                     pd.Timestamp(r["last_seen"]).strftime("%Y-%m-%d %H:%M"), className="qd-mono"
                 ),
             ]
         )
-        for r in frame.to_dict("records")
+        for r in routes
     ]
-    return _table(["Route", "Token", "Watermark", "Events", "Last seen (UTC)"], rows, "egress-gaps")
+    return _table(["Route", "Requests", "Served", "Last seen (UTC)"], rows, "egress-gaps")
 
 
 def daily_figure(daily: pd.DataFrame) -> go.Figure:
@@ -179,17 +223,17 @@ def tenant_rate_figure(daily: pd.DataFrame) -> go.Figure:
 
 def egress_view(
     *,
-    summary: pd.DataFrame,
+    summary: dict[str, Any],
     daily: pd.DataFrame,
-    uncovered: pd.DataFrame,
     days: float,
     window_label: str,
 ) -> html.Div:
-    """The Egress page body."""
+    """The Egress page body (``summary``: `EgressSummary.as_dict()` plus `limits`)."""
     return html.Div(
         [
             html.P(window_label, className="qd-subtitle"),
             egress_stats(summary),
+            limits_note(summary["limits"]),
             html.Div(
                 [
                     dcc.Graph(figure=daily_figure(daily), config={"displaylogo": False}),
@@ -198,8 +242,8 @@ def egress_view(
                 className="qd-section",
             ),
             html.H2("Per tenant", className="qd-h"),
-            tenant_table(summary, days),
-            html.H2("Uncovered export routes", className="qd-h"),
-            uncovered_table(uncovered),
+            tenant_table(summary["tenants"], days),
+            html.H2("Undeclared export routes (uncovered flows)", className="qd-h"),
+            uncovered_table(summary["uncovered_routes"]),
         ]
     )

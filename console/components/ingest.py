@@ -125,8 +125,21 @@ def reject_counts_table(counts: pd.DataFrame) -> html.Table | html.P:
     return _table(["Source", "Rejects", "Last reject (UTC)"], rows, "qd-reject-counts")
 
 
-def rejects_table(rejects: pd.DataFrame) -> html.Table | html.P:
-    """Recent dead letters as given (newest first), payload preview folded in a `<details>`."""
+PAYLOADS_HIDDEN = "payload shown to sre, captain and admin"
+
+
+def _payload_cell(payload: Any, *, show: bool) -> Any:
+    if not show:
+        return html.Span(PAYLOADS_HIDDEN, className="qd-muted")
+    return html.Details(
+        [html.Summary("payload"), html.Pre(payload_preview(payload), className="qd-payload")]
+    )
+
+
+def rejects_table(rejects: pd.DataFrame, *, show_payloads: bool = False) -> html.Table | html.P:
+    """Recent dead letters as given (newest first); the payload preview (folded in a
+    `<details>`) only when ``show_payloads`` — a sender's body may carry what only operators
+    should read."""
     if rejects.empty:
         return _empty(NO_REJECTS)
     rows = [
@@ -136,14 +149,7 @@ def rejects_table(rejects: pd.DataFrame) -> html.Table | html.P:
                 html.Td(str(r["source"])),
                 html.Td(_int(r["item_index"]), className="qd-num"),
                 html.Td(_text(r["reason"]), className="qd-reject-reason"),
-                html.Td(
-                    html.Details(
-                        [
-                            html.Summary("payload"),
-                            html.Pre(payload_preview(r["payload"]), className="qd-payload"),
-                        ]
-                    )
-                ),
+                html.Td(_payload_cell(r["payload"], show=show_payloads)),
             ],
             **data_attrs(reject=str(r["id"])),
         )
@@ -158,8 +164,10 @@ def ingest_health_view(
     counts: pd.DataFrame,
     rejects: pd.DataFrame,
     refreshed_at: datetime,
+    show_payloads: bool = False,
 ) -> html.Div:
-    """The Ingest health body: last runs, dead letters per source, recent rejects."""
+    """The Ingest health body: last runs, dead letters per source, recent rejects (payloads
+    only for ``show_payloads``)."""
     dead_letters: list[Any] = [html.H2("Dead letters per source", className="qd-h2")]
     dead_letters.append(reject_counts_table(counts))
     sections: list[Any] = [
@@ -177,7 +185,7 @@ def ingest_health_view(
                     html.H2(
                         f"Recent rejects (newest first, {len(rejects)} shown)", className="qd-h2"
                     ),
-                    rejects_table(rejects),
+                    rejects_table(rejects, show_payloads=show_payloads),
                 ],
                 className="qd-section",
             )

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from dash import dcc, html
 
 from console.components.html_attrs import data_attrs
-from store.slo import WINDOW_PAIRS, format_duration
+from store.slo import WINDOW_PAIRS, OncallService, format_duration
 
 STATE_LABELS = {"normal": "NORMAL", "freeze": "FREEZE", "no_data": "NO DATA"}
 STATE_CLASSES = {
@@ -233,3 +233,77 @@ def postmortem_result(markdown: str, issue_url: str | None) -> html.Div:
     if issue_url:
         head += ["Issue: ", html.A(issue_url, href=issue_url, target="_blank")]
     return html.Div([html.P(head), dcc.Markdown(markdown, className="qd-section")])
+
+
+def _pct(value: Any) -> str:
+    return "—" if _missing(value) else f"{float(value) * 100:.1f} %"
+
+
+def oncall_panels(
+    budgets: pd.DataFrame, alerts: pd.DataFrame, oncall: list[OncallService]
+) -> html.Div:
+    """Per service: budget left, 1 h burn, policy state, open alerts, escalation map, runbook.
+
+    ``budgets`` is `budget_frame`, ``alerts`` the firing rows of `alerts_frame`; the anchor
+    `#runbook-<service>` is what the generated alerts' `runbook_url` opens.
+    """
+    by_service = {entry.service: entry for entry in oncall}
+    services = sorted(set(budgets["service"]) | set(by_service))
+    panels: list[Any] = [html.Span(id="runbook")]
+    for service in services:
+        rows = budgets[budgets["service"] == service]
+        states = set(rows["state"])
+        state = "freeze" if "freeze" in states else "no_data" if states == {"no_data"} else "normal"
+        budget = rows["budget_remaining"].min() if len(rows) else None
+        burn = rows["burn_1h"].max() if len(rows) else None
+        firing = alerts[alerts["service"] == service] if len(alerts) else alerts
+        entry = by_service.get(service)
+        alert_items = [
+            html.Li(
+                f"{a['alertname']} ({a['severity'] or '-'}) since {_when(a['starts_at'])} "
+                f"— {a['incident_key']}"
+            )
+            for a in firing.to_dict("records")
+        ]
+        escalation = (
+            html.Ol(
+                [
+                    html.Li(
+                        f"level {lvl.level} after {lvl.after}: {lvl.rotation} "
+                        f"(receiver {lvl.receiver})"
+                    )
+                    for lvl in entry.escalation
+                ],
+                className="qd-escalation",
+            )
+            if entry
+            else html.P("No escalation map: add data/oncall/<service>.yaml", className="qd-muted")
+        )
+        runbook = (
+            html.Ol([html.Li(step) for step in entry.steps], className="qd-runbook")
+            if entry and entry.steps
+            else html.P("No runbook steps", className="qd-muted")
+        )
+        panels.append(
+            html.Section(
+                [
+                    html.H3([service, " ", state_badge(state)], className="qd-h"),
+                    html.P(
+                        f"Budget left {_pct(budget)} · burn (1 h) {format_burn(burn)}",
+                        className="qd-subtitle",
+                    ),
+                    html.H4("Open alerts"),
+                    html.Ul(alert_items)
+                    if alert_items
+                    else html.P("No open alerts", className="qd-muted"),
+                    html.H4("Escalation"),
+                    escalation,
+                    html.H4("Runbook"),
+                    runbook,
+                ],
+                id=f"runbook-{service}",
+                className="qd-oncall",
+                **data_attrs(oncall_service=service, oncall_state=state),
+            )
+        )
+    return html.Div(panels, className="qd-oncall-list")

@@ -11,7 +11,7 @@ from typing import Any
 from dash import dcc, html
 
 from console.components.goals import format_value, status_badge
-from console.components.html_attrs import data_attrs
+from console.components.html_attrs import aria_attrs, data_attrs
 from store.goals import CheckResult, Sprint
 from store.queries.rows import RowsPage
 
@@ -64,7 +64,10 @@ def backlog_section(
         done = sum(1 for b in items if states[b.id] == "done")
         epic_rows.append(
             html.Tr(
-                [html.Th(f"{epic.id} — {epic.title}", scope="row"), html.Td(f"{done} / {len(items)}")],
+                [
+                    html.Th(f"{epic.id} — {epic.title}", scope="row"),
+                    html.Td(f"{done} / {len(items)}"),
+                ],
                 **data_attrs(epic=epic.id),
             )
         )
@@ -72,7 +75,9 @@ def backlog_section(
     for week in sprint.calendar.weeks if sprint.calendar else []:
         done = sum(1 for i in week.scope if states.get(i) == "done")
         week_rows.append(
-            html.Tr([html.Th(f"Week {week.week}", scope="row"), html.Td(f"{done} / {len(week.scope)}")])
+            html.Tr(
+                [html.Th(f"Week {week.week}", scope="row"), html.Td(f"{done} / {len(week.scope)}")]
+            )
         )
     item_rows = []
     for b in sprint.backlog:
@@ -98,7 +103,10 @@ def backlog_section(
         )
     return html.Section(
         [
-            html.H2(f"Backlog ({len(sprint.backlog)} items, {len(sprint.epics)} epics)", className="qd-h2"),
+            html.H2(
+                f"Backlog ({len(sprint.backlog)} items, {len(sprint.epics)} epics)",
+                className="qd-h2",
+            ),
             _table(["Epic", "Done"], epic_rows, "qd-epics"),
             _table(["Week", "Done"], week_rows, "qd-weeks"),
             _table(
@@ -130,7 +138,10 @@ def dor_section(sprint: Sprint, results: Mapping[str, CheckResult]) -> html.Sect
         rows.append(
             html.Tr(
                 [
-                    html.Td("☑" if ticked else "☐", **{"aria-label": "ready" if ticked else "not ready"}),
+                    html.Td(
+                        "☑" if ticked else "☐",
+                        **aria_attrs(label="ready" if ticked else "not ready"),
+                    ),
                     html.Td(item.text),
                     html.Td(item.kind),
                     html.Td(how),
@@ -139,7 +150,10 @@ def dor_section(sprint: Sprint, results: Mapping[str, CheckResult]) -> html.Sect
             )
         )
     return html.Section(
-        [html.H2("Definition of Ready", className="qd-h2"), _table(["", "Item", "Kind", "How"], rows, "qd-dor")],
+        [
+            html.H2("Definition of Ready", className="qd-h2"),
+            _table(["", "Item", "Kind", "How"], rows, "qd-dor"),
+        ],
         className="qd-section",
         **data_attrs(section="dor"),
     )
@@ -149,8 +163,10 @@ def risks_section(sprint: Sprint, results: Mapping[str, CheckResult]) -> html.Se
     rows = []
     for risk in sprint.risks:
         watched = [results[c] for c in risk.watch if c in results]
-        working = "working" if watched and all(c.status in GOOD for c in watched) else (
-            "no data" if all(c.status == "no_data" for c in watched) else "not working"
+        working = (
+            "working"
+            if watched and all(c.status in GOOD for c in watched)
+            else ("no data" if all(c.status == "no_data" for c in watched) else "not working")
         )
         rows.append(
             html.Tr(
@@ -169,7 +185,11 @@ def risks_section(sprint: Sprint, results: Mapping[str, CheckResult]) -> html.Se
     return html.Section(
         [
             html.H2("Risk register", className="qd-h2"),
-            _table(["Risk", "Prob", "Impact", "Mitigation", "Owner", "Watched by", "Mitigation"], rows, "qd-risks"),
+            _table(
+                ["Risk", "Prob", "Impact", "Mitigation", "Owner", "Watched by", "Mitigation"],
+                rows,
+                "qd-risks",
+            ),
         ],
         className="qd-section",
         **data_attrs(section="risks"),

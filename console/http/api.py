@@ -127,6 +127,8 @@ def make_api(ctx: AppContext) -> Blueprint:
                         "unit": r.target["unit"],
                     },
                     "samples": r.samples,
+                    "rows_url": r.rows_url,
+                    "rows_view": r.rows_view,
                     "metric": r.metric,
                     "aggregation": r.aggregation,
                     "epic": r.epic,

@@ -1,4 +1,5 @@
-"""Egress: token and watermark coverage of export downloads, 429 vs 5xx, per-tenant rates.
+"""Egress: token + watermark coverage of served exports, refusals, 5xx by who answered,
+per-tenant figures and both download limits (the numbers of `/api/egress/summary`).
 
 Takes the sprint and time range from the shell's stores; one read per selection change.
 """
@@ -14,9 +15,10 @@ from console.callbacks import callback
 from console.components import errors
 from console.components.egress import egress_view
 from console.runtime import get_context
+from console.settings.egress import egress_config
 from console.shell import BASELINE_RANGE, RANGE_STORE, SPRINT_STORE
 from store.goals import SprintConfigError
-from store.queries.egress import export_daily_frame, export_summary_frame, uncovered_frame
+from store.queries.egress import egress_summary, export_daily_frame
 
 dash.register_page(__name__, path="/egress", name="Egress", title="Quarterdeck — Egress", order=60)
 
@@ -52,18 +54,21 @@ def show_egress(slug: str | None, range_key: str | None) -> html.Div:
     window = sprint.baseline_window() if baseline else sprint.window.window()
     try:
         with ctx.session() as session:
-            summary = export_summary_frame(session, window=window)
+            cfg = egress_config(ctx.settings)
+            figures = egress_summary(session, window=window, routes=cfg.export_routes)
             daily = export_daily_frame(session, window=window)
-            uncovered = uncovered_frame(session, window=window)
     except Exception as exc:
         log.exception("egress query failed")
         return errors.store_error_panel(errors.store_error_message("Reading export events", exc))
     label = "Baseline (before)" if baseline else "Sprint window"
     days = (window.end - window.start).total_seconds() / 86400
+    limits = {
+        "user": {"limit": cfg.rate_limit, "window_s": cfg.rate_window_s},
+        "tenant": {"limit": cfg.tenant_rate_limit, "window_s": cfg.tenant_rate_window_s},
+    }
     return egress_view(
-        summary=summary,
+        summary=figures.as_dict() | {"limits": limits},
         daily=daily,
-        uncovered=uncovered,
         days=days,
         window_label=f"{label}: {window.start:%Y-%m-%d} → {window.end:%Y-%m-%d} (UTC)",
     )

@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime
 
 import dash
+import flask
 from dash import Input, Output, dcc, html
 
 from console.callbacks import callback
@@ -28,6 +29,7 @@ INTERVAL = "ingest-health-interval"
 BODY = "ingest-health-body"
 REFRESH_MS = 10_000
 REJECTS_SHOWN = 200
+PAYLOAD_ROLES = ("sre", "captain")  # (admin holds every role) — docs/security.md
 
 
 def layout() -> html.Div:
@@ -58,6 +60,12 @@ def show_ingest_health(_tick: int | None) -> html.Div:
     except Exception as exc:  # a failing query shows a one-line panel, not a broken page
         log.exception("ingest health query failed")
         return errors.store_error_panel(errors.store_error_message("Reading ingest health", exc))
+    identity = getattr(flask.g, "identity", None) if flask.has_app_context() else None
+    operator = identity is not None and any(identity.has(r) for r in PAYLOAD_ROLES)
     return ingest_health_view(
-        runs=runs, counts=counts, rejects=rejects, refreshed_at=datetime.now(UTC)
+        runs=runs,
+        counts=counts,
+        rejects=rejects,
+        refreshed_at=datetime.now(UTC),
+        show_payloads=operator,
     )

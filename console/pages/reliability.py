@@ -24,6 +24,7 @@ from console.components.reliability import (
     budget_table,
     burn_figure,
     incidents_table,
+    oncall_panels,
     postmortem_result,
     postmortems_list,
     timeline_list,
@@ -36,6 +37,7 @@ from store.goals import SprintConfigError
 from store.ingest import utcnow
 from store.metrics import Window
 from store.queries.reliability import (
+    alerts_frame,
     budget_frame,
     burn_frame,
     incidents_frame,
@@ -43,7 +45,7 @@ from store.queries.reliability import (
     postmortems_frame,
     timeline_frame,
 )
-from store.slo import SloConfigError
+from store.slo import SloConfigError, load_oncall
 
 dash.register_page(
     __name__,
@@ -165,6 +167,7 @@ def show_reliability(slug: str | None, range_key: str | None) -> tuple[Any, ...]
     try:
         window = _window(ctx, slug, range_key)
         slos = service.slo_definitions(ctx)
+        oncall = load_oncall(ctx.settings.data_dir / "oncall")
     except SprintConfigError as exc:
         return errors.config_error_panel(exc.problems), [], None, []
     except SloConfigError as exc:
@@ -175,6 +178,7 @@ def show_reliability(slug: str | None, range_key: str | None) -> tuple[Any, ...]
             budgets = budget_frame(session, slos, as_of=at)
             incidents = incidents_frame(session, window=window)
             postmortems = postmortems_frame(session)
+            firing = alerts_frame(session, status="firing")
     except Exception as exc:
         log.exception("reliability query failed")
         panel = errors.store_error_panel(errors.store_error_message("Evaluating budgets", exc))
@@ -183,6 +187,8 @@ def show_reliability(slug: str | None, range_key: str | None) -> tuple[Any, ...]
         [
             html.P(f"Error budgets as of {at:%Y-%m-%d %H:%M} UTC", className="qd-subtitle"),
             budget_table(budgets),
+            html.H2("On-call: policy, open alerts, escalation, runbooks", className="qd-h"),
+            oncall_panels(budgets, firing, oncall),
             html.H2("Incidents", className="qd-h"),
             incidents_table(incidents),
             html.H2("Postmortems", className="qd-h"),

@@ -67,6 +67,30 @@ class KubernetesPinSettings(BaseModel):
     key: str = "config.yaml"
 
 
+class DatabaseTargetSettings(BaseModel):
+    """One database a runbook may promote (`QUARTERDECK_ACTIONS__RUNBOOKS__DATABASES`)."""
+
+    provider: str = Field(default="postgresql", pattern="^(postgresql|rds|aurora|simulated)$")
+    standby_dsn: SecretStr | None = Field(default=None, description="the replica to promote")
+    primary_dsn: SecretStr | None = Field(default=None, description="read for replay_lag")
+    replica_name: str = Field(default="", description="application_name in pg_stat_replication")
+    instance: str | None = Field(default=None, description="RDS read replica to promote")
+    cluster: str | None = Field(default=None, description="Aurora cluster to fail over")
+    target: str | None = Field(default=None, description="Aurora instance to make the writer")
+    writer_dsn: SecretStr | None = Field(default=None, description="RDS: DSN for probe writes")
+    simulated_lag_s: float = Field(default=2.0, ge=0)
+
+
+class RunbookSettings(BaseModel):
+    """Where runbooks live, how often the job advances runs, and the databases they promote."""
+
+    dir: str | None = Field(default=None, description="runbook folder (default data/runbooks)")
+    tick_s: float = Field(default=1.0, gt=0, description="seconds between job passes")
+    promote_timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: int = Field(default=3, ge=1)
+    databases: dict[str, DatabaseTargetSettings] = Field(default_factory=dict)
+
+
 class ActionsSettings(BaseModel):
     """Live apply is off everywhere unless an environment is listed."""
 
@@ -94,3 +118,4 @@ class ActionsSettings(BaseModel):
         default=None, description="registry folder <bundle>/<revision>.tar.gz (default var/bundles)"
     )
     kubernetes: KubernetesPinSettings = Field(default_factory=KubernetesPinSettings)
+    runbooks: RunbookSettings = Field(default_factory=RunbookSettings)

@@ -7,6 +7,7 @@ timestamps are aware UTC (:class:`store.types.UTCDateTime`). Import models from 
 
 # Every area module is imported so that Base.metadata is complete for Alembic and tests.
 from store.models import actions as actions
+from store.models import runbooks as runbooks
 from store.models import scale as scale
 from store.models.base import NAMING_CONVENTION, Base, BigId
 from store.models.ci import (

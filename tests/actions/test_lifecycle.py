@@ -36,7 +36,9 @@ PARAMS = {"bundle": BUNDLE, "revision": REV_2}
 def session(engine: Engine, tmp_path: Path) -> Iterator[Session]:
     with session_scope(session_factory(engine)) as s:
         register_revisions(s, tmp_path, added_at=NOW - timedelta(days=10))
+        # Active on stage for three days (the soak) and still reporting (live, not stale).
         report_status(s, "stage", ["stage-opa-1"], REV_2, at=NOW - timedelta(days=3))
+        report_status(s, "stage", ["stage-opa-1"], REV_2, at=NOW - timedelta(minutes=1))
         yield s
 
 

@@ -32,7 +32,8 @@ def test_ingest_health_shows_last_runs_and_rejects_without_console_errors(
     assert partial and all(badge.text == "PARTIAL" for badge in partial)
     assert dash_duo.find_elements(".qd-reject-counts tbody tr")
     first_reject = dash_duo.find_element(".qd-rejects tbody tr")
-    first_reject.find_element("css selector", "summary").click()
-    assert first_reject.find_element("css selector", ".qd-payload").is_displayed()
+    # Signed out, the reason is shown but not the sender's payload (docs/security.md).
+    assert "payload shown to sre, captain and admin" in first_reject.text
+    assert not first_reject.find_elements("css selector", ".qd-payload")
     assert dash_duo.driver.title == "Quarterdeck — Ingest health"
     assert dash_duo.get_logs() == []

@@ -67,7 +67,9 @@ def test_query_range_from_real_prometheus_stores_rates_per_region_and_ingress(
     assert downloads and gateway
     assert all(r.rate_429_per_s > 0 and r.rate_5xx_per_s == 0 for r in downloads)
     assert all(r.rate_503_per_s > 0 and r.rate_429_per_s == 0 for r in gateway)
-    assert all(0 < (r.cache_hit_ratio or 0) < 1 for r in downloads)
+    # ingress-nginx exports no cache metric: no default query, the ratio stays empty.
+    assert "cache_hit_ratio" not in prometheus.DEFAULT_TRAFFIC_QUERIES
+    assert all(r.cache_hit_ratio is None for r in rows)
     assert count(ctx.sessions, TrafficRollup) > 0
     run = last_run(ctx.sessions)
     assert run.status == "ok" and run.cursor is not None
@@ -219,3 +221,40 @@ def test_retention_prunes_old_raw_samples_and_keeps_their_rollups(prometheus_pee
         oldest = session.scalar(select(func.min(TrafficSample.ts)))
         kept = session.scalar(select(TrafficRollup.samples).where(TrafficRollup.bucket == old))
     assert oldest > old and kept == 1
+
+
+def test_series_without_region_take_the_default_region_or_fail_naming_the_fix() -> None:
+    answer = {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [{"metric": {"ingress": "gateway"}, "values": [[1700000000, "2.5"]]}],
+        },
+    }
+    rows = prometheus.transform_traffic({"requests": answer}, default_region="eu-1")
+    with pytest.raises(prometheus.InvalidItem) as refused:
+        prometheus.transform_traffic({"requests": answer})
+
+    assert [(r["region"], r["ingress"], r["requests_per_s"]) for r in rows] == [
+        ("eu-1", "gateway", 2.5)
+    ]
+    assert "external_labels are not returned by queries" in str(refused.value)
+    assert "QUARTERDECK_PROMETHEUS__DEFAULT_REGION" in str(refused.value)
+
+
+def test_the_timeout_setting_reaches_every_query_range_call(prometheus_peer, ctx) -> None:
+    from console.jobs.traffic import run_prometheus
+
+    seen: list[float] = []
+
+    class Recording(requests.Session):
+        def post(self, url, *, data, timeout):  # type: ignore[no-untyped-def, override]
+            seen.append(timeout)
+            return super().post(url, data=data, timeout=timeout)
+
+    ctx.settings.prometheus.url = prometheus_peer.url
+    ctx.settings.prometheus.timeout_s = 4.5
+    ctx.settings.prometheus.lookback_minutes = 1
+    run_prometheus(ctx, Recording())
+
+    assert seen and set(seen) == {4.5}

@@ -236,7 +236,7 @@ def test_fast_burn_from_real_counters_freezes_the_gate_and_blocks_guarded_action
 
     app = flask.Flask(__name__)
     app.register_blueprint(make_blueprint(ctx))
-    gate = app.test_client().get(f"/api/gates/gateway?at={latest.isoformat()}")
+    gate = app.test_client().get("/api/gates/gateway", query_string={"at": latest.isoformat()})
     assert gate.status_code == 423
     assert gate.json["state"] == "freeze"
     assert gate.json["slos"][0]["policy_applied"] == "budget"

@@ -117,6 +117,7 @@ def test_demo_sprint_page_shows_goal_numbers_cache_shards_and_quarantine(
     sections = {getattr(s, "data-section") for s in walk(body) if hasattr(s, "data-section")}
     assert sections == {
         "trend",
+        "stages",
         "before-after",
         "slowest",
         "waiting",

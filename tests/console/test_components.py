@@ -373,7 +373,7 @@ def test_empty_frames_show_the_empty_states() -> None:
     )
 
 
-def test_reject_payload_preview_is_cut_to_300_characters_inside_details() -> None:
+def test_reject_payload_preview_is_cut_to_300_characters_and_shown_to_operators_only() -> None:
     rejects = pd.DataFrame(
         [
             {
@@ -387,8 +387,11 @@ def test_reject_payload_preview_is_cut_to_300_characters_inside_details() -> Non
         ]
     )
 
-    table = ingest.rejects_table(rejects)
+    table = ingest.rejects_table(rejects, show_payloads=True)
+    hidden = ingest.rejects_table(rejects)  # an anonymous reader or a viewer
 
+    assert not [c for c in walk(hidden) if isinstance(c, html.Details)]
+    assert "x" * 10 not in text_of(hidden) and ingest.PAYLOADS_HIDDEN in text_of(hidden)
     (details,) = [c for c in walk(table) if isinstance(c, html.Details)]
     (pre,) = [c for c in walk(details) if isinstance(c, html.Pre)]
     assert pre.children == "x" * 300 + "…"

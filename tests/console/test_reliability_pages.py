@@ -57,8 +57,10 @@ def test_egress_shows_coverage_below_target_and_no_5xx(demo_app):
     body = page("egress").show_egress("sprint-27", "sprint")
 
     stats = {getattr(c, "data-stat"): text_of(c) for c in with_class(body, "qd-goal")}
-    assert "99.02 %" in stats["coverage"] and "MISSED" in stats["coverage"]
-    assert "MET" in stats["r5xx"] and "rate limiting answers 429" in stats["r5xx"]
+    # Refused attempts are counted apart; the served exports of the undeclared legacy route are
+    # what keeps coverage short of 100 %.
+    assert "99.01 %" in stats["coverage"] and "MISSED" in stats["coverage"]
+    assert "MET" in stats["r5xx"] and "limiter 0, application 0" in stats["r5xx"]
     assert "/legacy/reports/export" in text_of(body)
 
 
@@ -192,25 +194,22 @@ def test_budget_table_and_durations_from_frames():
 def test_a_limiter_answering_503_is_flagged_and_no_events_is_no_data():
     from console.components.egress import egress_stats
 
-    summary = pd.DataFrame(
-        [
-            {
-                "tenant": "acme",
-                "events": 10,
-                "covered": 10,
-                "r429": 0,
-                "r5xx": 2,
-                "r503": 2,
-                "bytes": 0,
-            }
-        ]
-    )
+    from store.queries.egress import EgressSummary
+
+    summary = EgressSummary(
+        requests=10,
+        served=8,
+        covered=8,
+        status_5xx={"limiter": 2, "application": 0, "proxy": 0},
+        limiter_503=2,
+        proxy_events=10,
+    ).as_dict()
     stats = {
         getattr(c, "data-stat"): text_of(c) for c in with_class(egress_stats(summary), "qd-goal")
     }
-    empty = egress_stats(summary.iloc[0:0])
+    empty = egress_stats(EgressSummary().as_dict())
 
     assert "MISSED" in stats["r5xx"]
-    assert "2 answered 503: a limiter answering 503 instead of 429?" in stats["r5xx"]
+    assert "the limiter answered 503 2×" in stats["r5xx"] and "limit_req_status 429" in stats["r5xx"]
     assert "MET" in stats["coverage"]
     assert "NO DATA" in text_of(empty)

@@ -351,3 +351,50 @@ def test_receivers_answer_while_pages_load_and_sessions_and_limits_span_workers(
     codes_a = [fail_on(console_a) for _ in range(5)]
     assert 429 not in codes_a
     assert fail_on(console_b) == 429
+
+
+@pytest.mark.parametrize("days_old", [40])
+def test_maintenance_rolls_decisions_up_then_retires_old_rows(
+    engine: Engine, clock: Any, days_old: int
+) -> None:
+    """Not a process test: the retention pass on both dialects (batched delete, rollups kept)."""
+    from datetime import timedelta
+
+    from sqlalchemy.orm import Session
+
+    from store.retention import RetentionPolicy, decision_daily, maintain
+
+    now = clock()
+    old, recent = now - timedelta(days=days_old), now - timedelta(days=1)
+    rows = [
+        {
+            "decision_id": f"d-{i}",
+            "timestamp": at,
+            "received_at": at,
+            "instance_id": "opa-1",
+            "path": "deploy/allow",
+            "allowed": i % 2 == 0,
+            "dry_run": False,
+            "bundles": {},
+            "erased": [],
+            "masked": [],
+            "metrics": {},
+        }
+        for i, at in enumerate([old] * 3 + [recent] * 2)
+    ]
+    with Session(engine) as session, session.begin():
+        session.execute(OpaDecision.__table__.insert(), rows)
+    with Session(engine) as session:
+        report = maintain(session, now=now, policy=RetentionPolicy(decisions_days=30, batch=2))
+    assert report.rows_deleted["opa_decisions"] == 3  # two batches of at most 2
+    with Session(engine) as session:
+        left = session.execute(select(func.count()).select_from(OpaDecision)).scalar_one()
+        daily = decision_daily(session, since=now - timedelta(days=90), until=now)
+    assert left == 2
+    # The old day survives in the rollups the long-window charts read.
+    by_day = {d.day.date(): (d.decisions, d.allowed, d.denied) for d in daily}
+    assert by_day[old.date()] == (3, 2, 1)
+    assert by_day[recent.date()] == (2, 1, 1)
+    with Session(engine) as session:  # a second pass changes nothing (idempotent)
+        again = maintain(session, now=now, policy=RetentionPolicy(decisions_days=30))
+    assert again.rows_deleted["opa_decisions"] == 0
