@@ -180,7 +180,8 @@ def start_jobs(ctx: AppContext) -> list[Stop]:
     """Start the background jobs of `quarterdeck serve`, in this order; return their stops.
 
     1. The traffic pollers (Prometheus, Route53, failover probe) for whatever is configured.
-    2. The GitHub poller, when repositories and a token are set.
+    2. The GitHub poller, when repositories and a token are set; then the runbook job (always:
+       it advances runbook runs started from the page or the CLI, under the `runbooks` lease).
     3. In demo mode only, the live simulator (after the pollers, so a configured Route53 poller's
        first snapshot is what the simulator's observed share follows).
     """

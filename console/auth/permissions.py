@@ -94,6 +94,33 @@ PERMISSIONS: dict[str, Permission] = {
             dash=("console.pages.failover.drill_action",),
         ),
         Permission(
+            "runbook.start",
+            _PLANNERS,
+            "start a runbook run (practice rehearses; recovery is a guarded action, approved "
+            "by a second person in production)",
+            dash=("console.pages.runbooks.start_run",),
+            cli=("quarterdeck runbooks start --as USER",),
+        ),
+        Permission(
+            "runbook.control",
+            _PLANNERS,
+            "pause, resume or abort a runbook run (a break-glass override needs admin besides)",
+            dash=(
+                "console.pages.runbooks.control [runbooks-pause-btn]",
+                "console.pages.runbooks.control [runbooks-resume-btn]",
+                "console.pages.runbooks.control [runbooks-abort-btn]",
+                "console.pages.runbooks.control [runbooks-override-btn]",
+            ),
+            cli=("quarterdeck runbooks pause|resume|abort|override|rollback --as USER",),
+        ),
+        Permission(
+            "runbook.approve",
+            frozenset({"captain"}),
+            "approve someone else's runbook run or its approval step (two-person rule)",
+            dash=("console.pages.runbooks.control [runbooks-approve-btn]",),
+            cli=("quarterdeck runbooks approve --as USER",),
+        ),
+        Permission(
             "evidence.build",
             frozenset({"auditor", "captain"}),
             "build and record a signed evidence pack",
@@ -190,6 +217,22 @@ DASH_GATES: tuple[DashGate, ...] = (
         "console.pages.failover.drill_action",
         frozenset({"failover-drill-result.children"}),
         "drill.run",
+    ),
+    DashGate(
+        "console.pages.runbooks.start_run",
+        frozenset({"runbooks-start-result.children"}),
+        "runbook.start",
+    ),
+    DashGate(
+        "console.pages.runbooks.control",
+        frozenset({"runbooks-control-result.children"}),
+        triggers={
+            "runbooks-pause-btn.n_clicks": "runbook.control",
+            "runbooks-resume-btn.n_clicks": "runbook.control",
+            "runbooks-abort-btn.n_clicks": "runbook.control",
+            "runbooks-override-btn.n_clicks": "runbook.control",
+            "runbooks-approve-btn.n_clicks": "runbook.approve",
+        },
     ),
     DashGate(
         "console.pages.evidence.build",

@@ -37,11 +37,23 @@ def _add_command_groups() -> None:
         evidence,
         failover,
         postmortem,
+        runbooks,
         slo,
         users,
     )
 
-    for module in (collect, actions, bundles, failover, evidence, postmortem, slo, audit, users):
+    for module in (
+        collect,
+        actions,
+        bundles,
+        failover,
+        runbooks,
+        evidence,
+        postmortem,
+        slo,
+        audit,
+        users,
+    ):
         app.add_typer(module.app, name=module.NAME)
 
 

@@ -406,3 +406,53 @@ def freshness(session: Session, *, environment: str) -> Freshness:
     if error_at is not None and ok is not None and ok > error_at:
         error, error_at = None, None
     return Freshness(ok, sample, error, error_at)
+
+
+# --------------------------------------------------------------------------------------------
+# Runbook runs (issue 19): the Runbooks page and `quarterdeck runbooks status`
+# --------------------------------------------------------------------------------------------
+
+RUNBOOK_RUN_FIELDS = (
+    "run_id",
+    "runbook",
+    "mode",
+    "environment",
+    "status",
+    "requested_by",
+    "reason",
+    "plan_id",
+    "failover_run_key",
+    "current_step",
+    "steps",
+    "rollback",
+    "message",
+    "rto_s",
+    "rpo_s",
+    "started_at",
+    "updated_at",
+    "finished_at",
+)
+
+
+def _runbook_row(run: Any) -> dict[str, Any]:
+    return {name: getattr(run, name) for name in RUNBOOK_RUN_FIELDS}
+
+
+def runbook_runs(
+    session: Session, *, runbook: str | None = None, limit: int = 25
+) -> list[dict[str, Any]]:
+    """The newest runbook runs first (every field of RUNBOOK_RUN_FIELDS), at most ``limit``."""
+    from store.models.runbooks import RunbookRun
+
+    stmt = select(RunbookRun).order_by(RunbookRun.started_at.desc(), RunbookRun.id.desc())
+    if runbook:
+        stmt = stmt.where(RunbookRun.runbook == runbook)
+    return [_runbook_row(r) for r in session.scalars(stmt.limit(limit))]
+
+
+def runbook_run(session: Session, run_id: str) -> dict[str, Any] | None:
+    """One runbook run by id, or None."""
+    from store.models.runbooks import RunbookRun
+
+    run = session.scalar(select(RunbookRun).where(RunbookRun.run_id == run_id))
+    return _runbook_row(run) if run is not None else None

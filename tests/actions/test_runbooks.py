@@ -30,7 +30,7 @@ from console.jobs.runbooks import FailoverTimeline
 from providers.route53 import Route53
 from store.audit import verify_chain
 from store.models import ActionAudit, FailoverRun, TrafficSample
-from store.queries.failover import get_run, list_runs
+from store.queries.failover import get_run, list_runs, live_run
 from tests.conftest import FIXED_NOW, FakeClock
 from tests.peers_actions import create_weighted_record, read_weights
 
@@ -57,7 +57,9 @@ class World:
         books = load_runbooks(RUNBOOKS)[0]
         env = "prod" if prod else "stage"
         if prod:
-            books = {k: v.__class__(**{**v.__dict__, "environment": "prod"}) for k, v in books.items()}
+            books = {
+                k: v.__class__(**{**v.__dict__, "environment": "prod"}) for k, v in books.items()
+            }
         self.service = ActionService(
             [
                 FlipDnsWeights(lambda: Route53(client, poll_s=0.01), clock=clock),
@@ -99,7 +101,9 @@ steps:
         parse_runbook(text, "runbooks/bad.yaml")
     errors = err.value.errors
     assert "runbooks/bad.yaml: step 1 (a): rule: 'replica-lagg' is not one of" in errors[0]
-    assert any(e.startswith("runbooks/bad.yaml: step 2 (b): weights: ") and "0–255" in e for e in errors)
+    assert any(
+        e.startswith("runbooks/bad.yaml: step 2 (b): weights: ") and "0–255" in e for e in errors
+    )
     assert "runbooks/bad.yaml: step 3 (b): id: duplicate step id" in errors
     assert "runbooks/bad.yaml: step 3 (b): timeout_s: required for a wait step" in errors
     assert any(e.startswith("runbooks/bad.yaml: step 4 (c): type: 'teleport'") for e in errors)
@@ -150,6 +154,9 @@ def test_recovery_flips_promotes_and_records_rto_and_rpo(world, route53: Any) ->
     assert read_weights(route53, zone) == {"us-east": 0, "us-west": 100}
     assert w.db.role() == "primary" and len(w.db.writes) == 1
     assert run.status == "running" and run.steps[run.current_step]["id"] == "converged"
+    live = live_run(session, now=w.clock.now)  # what the Failover page shows, every 2 s
+    assert live is not None and live.run_key == run.failover_run_key and live.in_progress
+    assert any("drain" in m for m in live.events["message"]) and "writable" in live.phases
     observe(session, {"us-west": 4000.0}, at=w.clock.now)  # 97.6 % of the window
     w.drive(session, 2)
 
@@ -186,9 +193,7 @@ def test_lag_above_the_rpo_target_blocks_the_promote_step_until_an_admin_overrid
     assert w.runner.override(session, ADMIN, run.run_id, LAG_RULE, reason="accept 5 min loss").ok
     w.drive(session, 1)
     assert w.db.role() == "primary" and run.rpo_s == 301.0
-    overrides = session.scalars(
-        select(ActionAudit).where(ActionAudit.outcome == "override")
-    ).all()
+    overrides = session.scalars(select(ActionAudit).where(ActionAudit.outcome == "override")).all()
     assert {o.actor for o in overrides} == {"ada"}
 
 
@@ -230,3 +235,40 @@ def test_production_recovery_waits_for_a_second_persons_approval(
         assert not w.runner.approve(session, Actor("sam", frozenset({"captain"})), plan_id).ok
         opened = w.runner.approve(session, CAPTAIN, plan_id)
         assert opened.ok and opened.run is not None and opened.run.status == "running"
+
+
+def test_rds_promotion_through_moto(moto_url: str) -> None:
+    """moto 5 accepts PromoteReadReplica and DescribeDBInstances; CloudWatch has no
+    ReplicaLag datapoint there, so the lag is unknown and the RPO gate blocks."""
+    import requests
+
+    from actions.promote import RdsDatabase, lag_rule
+    from tests.peers_traffic import boto_client
+
+    requests.post(f"{moto_url}/moto-api/reset", timeout=10)
+    rds = boto_client("rds", moto_url)
+    rds.create_db_instance(
+        DBInstanceIdentifier="stage-db-1", DBInstanceClass="db.t3.micro", Engine="postgres",
+        MasterUsername="qd", MasterUserPassword="not-a-secret-1", AllocatedStorage=20,
+    )  # fmt: skip
+    rds.create_db_instance_read_replica(
+        DBInstanceIdentifier="stage-db-2", SourceDBInstanceIdentifier="stage-db-1"
+    )
+    db = RdsDatabase(
+        rds, instance="stage-db-2", cloudwatch=boto_client("cloudwatch", moto_url), poll_s=0.01
+    )
+    assert db.role() == "replica"
+    reading = db.lag()
+    assert reading.lag_s is None and not lag_rule(reading, 300).passed
+
+    try:
+        db.promote(timeout_s=1)
+    except RuntimeError:
+        info = rds.describe_db_instances(DBInstanceIdentifier="stage-db-2")["DBInstances"][0]
+        if info.get("ReadReplicaSourceDBInstanceIdentifier"):
+            pytest.skip(
+                "not supported by the local peer: moto keeps ReadReplicaSourceDBInstanceIdentifier "
+                "after PromoteReadReplica (real RDS drops it), so the promotion cannot be read back"
+            )
+        raise
+    assert db.role() == "primary"

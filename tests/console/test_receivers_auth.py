@@ -37,6 +37,7 @@ DEMO_CREDENTIALS: dict[str, tuple[str, str]] = {
     "/ingest/ci": ("bearer", DEMO_CI_TOKEN),
     "/ingest/exports": ("bearer", DEMO_EXPORTS_TOKEN),
     "/ingest/incidents": ("bearer", DEMO_INCIDENTS_TOKEN),
+    "/ingest/alertmanager": ("bearer", DEMO_INCIDENTS_TOKEN),
     "/ingest/opa/logs": ("bearer", DEMO_OPA_TOKEN),
     "/ingest/opa/logs/<partition>": ("bearer", DEMO_OPA_TOKEN),
     "/ingest/opa/status": ("bearer", DEMO_OPA_TOKEN),

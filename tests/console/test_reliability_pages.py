@@ -193,7 +193,6 @@ def test_budget_table_and_durations_from_frames():
 
 def test_a_limiter_answering_503_is_flagged_and_no_events_is_no_data():
     from console.components.egress import egress_stats
-
     from store.queries.egress import EgressSummary
 
     summary = EgressSummary(
@@ -210,6 +209,7 @@ def test_a_limiter_answering_503_is_flagged_and_no_events_is_no_data():
     empty = egress_stats(EgressSummary().as_dict())
 
     assert "MISSED" in stats["r5xx"]
-    assert "the limiter answered 503 2×" in stats["r5xx"] and "limit_req_status 429" in stats["r5xx"]
+    assert "the limiter answered 503 2×" in stats["r5xx"]
+    assert "limit_req_status 429" in stats["r5xx"]
     assert "MET" in stats["coverage"]
     assert "NO DATA" in text_of(empty)

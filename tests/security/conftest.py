@@ -26,6 +26,7 @@ from store.models.actions import ActionPlan
 from store.models.egress import EvidencePack
 from store.models.failover import FailoverRun
 from store.models.reliability import Incident, Postmortem
+from store.models.runbooks import RunbookRun
 from tests.conftest import make_settings
 
 PASSWORD = "correct horse battery"
@@ -38,7 +39,7 @@ PROXY_GROUPS = {
     "auditor": "quarterdeck-auditors",
     "admin": "quarterdeck-admins",
 }
-STATE_TABLES = (ActionPlan, EvidencePack, FailoverRun, Incident, Postmortem)
+STATE_TABLES = (ActionPlan, EvidencePack, FailoverRun, Incident, Postmortem, RunbookRun)
 
 
 @dataclass
