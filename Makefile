@@ -35,7 +35,7 @@ run: install
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy store actions collectors evidence egress demo console
+	$(BIN)/mypy store actions providers collectors evidence egress demo console
 	$(BIN)/lint-imports
 	@if command -v docker-compose >/dev/null; then \
 		docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"; \

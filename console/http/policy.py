@@ -21,13 +21,13 @@ from flask import Blueprint, Response, jsonify, request
 
 from collectors import opa
 from collectors.base import PayloadTooLarge
-from console.components.policy import parse_api_args, parse_time_bound
 from console.context import AppContext
 from console.http.api import iso
 from console.http.receivers import BodyTooLarge, bearer_refusal, demo_secret, error, read_body
 from console.settings import Settings
 from console.settings.ingest import DEMO_OPA_TOKEN
 from store.ingest import IngestResult, utcnow
+from store.queries.decision_filter import parse_api_args, parse_time_bound
 from store.queries.policy import SearchError, StaleRule, drift_frame, search_decisions
 
 log = logging.getLogger(__name__)

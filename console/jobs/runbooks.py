@@ -197,8 +197,11 @@ class RunbookJob:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        with session_scope(self.ctx.sessions) as session:
-            leases.release(session, LEASE, self.holder, now=SYSTEM_CLOCK())
+        try:  # shutting down must not fail: an unreleased lease simply expires
+            with session_scope(self.ctx.sessions) as session:
+                leases.release(session, LEASE, self.holder, now=SYSTEM_CLOCK())
+        except Exception as exc:
+            log.warning("runbook job: releasing the %s lease failed: %s", LEASE, exc)
 
 
 def start(ctx: AppContext) -> Callable[[], None] | None:

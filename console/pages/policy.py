@@ -25,6 +25,7 @@ from console.runtime import get_context
 from console.shell import BASELINE_RANGE, RANGE_STORE, SPRINT_STORE
 from store.goals import SprintConfigError
 from store.metrics import Window
+from store.queries import decision_filter as search
 from store.queries.policy import (
     DecisionFilter,
     SearchError,
@@ -129,7 +130,7 @@ def layout() -> html.Div:
                     html.P(id=SEARCH_RANGE, className="qd-muted policy-search-range"),
                     html.P(
                         "Fields: "
-                        + ", ".join(f"{k}:…" for k in view.SEARCH_KEYS)
+                        + ", ".join(f"{k}:…" for k in search.SEARCH_KEYS)
                         + "; other words are full-text matched in input and result "
                         "(all must occur; word* for a prefix). Without since:/until:, the range "
                         "named below.",
@@ -209,7 +210,7 @@ def parse_query(
     range_key: str | None,
 ) -> tuple[Any, Any, Any]:
     """Turn the controls into a query, or say what is wrong next to them (and which range)."""
-    parsed = view.parse_search_text(text, since=since or "", until=until or "")
+    parsed = search.parse_search_text(text, since=since or "", until=until or "")
     if parsed.errors:
         return no_update, [html.P(msg) for msg in parsed.errors.values()], no_update
     filters = parsed.filters

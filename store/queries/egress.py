@@ -275,14 +275,25 @@ def _summaries_daily(
         .group_by(index, *dims)
     )
     df = frame(session, stmt, ["window", *_COLUMNS])
-    odd_routes = set(undeclared["route"])
+    odd = [str(r) for r in undeclared["route"]]
+    per_window = pd.DataFrame(columns=["window", "route", "requests", "served", "last_seen"])
+    if odd:  # which undeclared routes each window saw, ordered as `egress_summary` orders them
+        served = case(
+            ((ExportEvent.status.between(200, 299)) & (ExportEvent.bytes > 0), 1), else_=0
+        )
+        per_window = frame(
+            session,
+            select(
+                index, ExportEvent.route, func.count(), func.sum(served), func.max(ExportEvent.ts)
+            )
+            .where(within(ExportEvent.ts, windows), ExportEvent.route.in_(odd))
+            .group_by(index, ExportEvent.route),
+            ["window", "route", "requests", "served", "last_seen"],
+        )
     out = []
     for i in range(len(windows)):
-        part = df[df["window"] == i]
-        summary = _fold(part)
-        if odd_routes and summary.served:
-            summary.uncovered_routes = [{"route": r} for r in sorted(odd_routes)]
-        out.append(summary)
+        seen = per_window[per_window["window"] == i]
+        out.append(_fold(df[df["window"] == i], seen.drop(columns="window") if len(seen) else None))
     return out
 
 

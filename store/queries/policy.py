@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +28,8 @@ from store.queries.daily import (
     window_index,
     within,
 )
+from store.queries.decision_filter import DecisionFilter as DecisionFilter
+from store.queries.decision_filter import search_terms as search_terms
 from store.queries.frames import as_utc, frame, percentile
 
 DRIFT_COLUMNS = [
@@ -570,30 +571,10 @@ BODY_COLUMNS = ["opa_version", "erased", "masked", "input", "result", "metrics"]
 MAX_PAGE = 1000
 # Up to this many full-text hits, the hits are fetched first; beyond, rows are tested in order.
 FTS_SELECTIVE_ROWS = 5000
-_TERM = re.compile(r"[^\W_]+\*?", re.UNICODE)
 
 
 class SearchError(ValueError):
     """A search the store cannot run as asked (bad cursor, empty full-text query)."""
-
-
-@dataclass(frozen=True)
-class DecisionFilter:
-    """What to look for; every field narrows the result (None = no restriction).
-
-    `text` is matched as words (letters and digits; a trailing `*` makes a prefix) that must
-    all occur in the decision's input or result, through SQLite FTS5 or PostgreSQL full-text.
-    """
-
-    start: datetime | None = None
-    end: datetime | None = None
-    path: str | None = None
-    allowed: bool | None = None
-    instance_id: str | None = None
-    environment: str | None = None
-    revision: str | None = None
-    decision_id: str | None = None
-    text: str | None = None
 
 
 @dataclass
@@ -603,11 +584,6 @@ class DecisionPage:
     rows: list[dict[str, Any]]
     next_cursor: str | None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def search_terms(text: str) -> list[str]:
-    """Split free text into the words full-text search matches (lower case, `*` = prefix)."""
-    return [t.lower() for t in _TERM.findall(text)]
 
 
 def _fts_condition(session: Session, terms: Sequence[str]) -> ColumnElement[bool]:

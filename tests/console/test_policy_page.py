@@ -13,10 +13,11 @@ import pytest
 from console.app import create_app
 from console.components import policy as view
 from console.context import AppContext
+from store.queries import decision_filter as search
 
 
 def test_search_text_parses_fields_and_free_words() -> None:
-    parsed = view.parse_search_text(
+    parsed = search.parse_search_text(
         'verdict:deny path:acme/exports/* instance:"prod-opa-1" ana token*',
         since="2025-11-12",
         until="2025-11-13",
@@ -47,7 +48,7 @@ def test_search_text_parses_fields_and_free_words() -> None:
 def test_malformed_search_names_the_problem(
     text: str, since: str, until: str, key: str, message: str
 ) -> None:
-    parsed = view.parse_search_text(text, since=since, until=until)
+    parsed = search.parse_search_text(text, since=since, until=until)
     assert message in parsed.errors[key]
 
 

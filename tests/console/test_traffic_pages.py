@@ -110,5 +110,12 @@ def test_simulator_runs_only_in_demo_mode(tmp_path) -> None:
 
     ctx = AppContext.from_settings(make_settings(tmp_path, demo_mode=False, secret_key="x" * 32))
 
-    assert start_jobs(ctx) == []  # nothing configured, not the demo: no job, no simulator
-    ctx.engine.dispose()
+    stops = start_jobs(ctx)  # nothing configured and not the demo: only the runbook runner
+    try:
+        owners = {type(getattr(stop, "__self__", None)).__name__ for stop in stops}
+        assert owners == {"RunbookJob"}
+        assert all(getattr(stop, "__module__", "") != "demo.simulator" for stop in stops)
+    finally:
+        for stop in stops:
+            stop()
+        ctx.engine.dispose()
