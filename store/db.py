@@ -45,6 +45,10 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+PG_INSERT_PAGE_ROWS = 50
+"""Rows per multi-row INSERT on PostgreSQL (see `make_engine`)."""
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Build an engine for ``url``; SQLite files get their parent folder created."""
     parsed = make_url(url)
@@ -59,11 +63,16 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         event.listen(engine, "connect", _on_sqlite_connect)
         return engine
+    postgres = parsed.get_backend_name() == "postgresql"
     return create_engine(
         parsed,
         echo=echo,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {},
+        connect_args={"connect_timeout": 5} if postgres else {},
+        # psycopg 3 converts every statement's `%(name)s` placeholders in Python; for
+        # SQLAlchemy's default 1000-row INSERT … VALUES pages that conversion dominated bulk
+        # upserts. 50-row pages: the demo seed on PostgreSQL took 35 s instead of 46 s.
+        **({"insertmanyvalues_page_size": PG_INSERT_PAGE_ROWS} if postgres else {}),
     )
 
 
