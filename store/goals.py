@@ -109,14 +109,23 @@ class Goal(Check):
     owner: str
 
 
+class GateCheck(Check):
+    """A gate's check. ``reads: now`` measures the present, not the sprint window: the window
+    ``lookback_h`` hours up to now (approvals recorded lately, a soak as of now), so a gate can
+    turn READY after its sprint is over."""
+
+    reads: Literal["window", "now"] = "window"
+    lookback_h: float = Field(default=24.0, gt=0)
+
+
 class Gate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stage: str
     action: str = ""
     rollback: str = ""
-    preconditions: list[Check]
-    verification: list[Check] = Field(default_factory=list)
+    preconditions: list[GateCheck]
+    verification: list[GateCheck] = Field(default_factory=list)
 
 
 class TimeWindow(BaseModel):
@@ -596,18 +605,25 @@ def evaluate_goals(
 def evaluate_gates(
     session: Session, sprint: Sprint, *, window: Window | None = None, now: datetime | None = None
 ) -> list[GateResult]:
-    """Evaluate each promotion gate's preconditions and verification checks."""
+    """Evaluate each promotion gate's preconditions and verification checks.
+
+    A check with ``reads: now`` is measured over the ``lookback_h`` hours up to ``now`` whatever
+    the window shown (sprint or baseline); the others over ``window`` (clipped to ``now``).
+    """
     window = window or sprint.window.window()
+    now = now or datetime.now(UTC)
+
+    def evaluate(c: GateCheck) -> CheckResult:
+        if c.reads == "now":
+            # The rows link still names the range shown: the rows page has no "now" range yet.
+            present = Window(now - timedelta(hours=c.lookback_h), now)
+            return _with_rows(evaluate_check(session, c, present, now=now), sprint, window)
+        return _with_rows(evaluate_check(session, c, window, now=now), sprint, window)
+
     gates = []
     for gate in sprint.gates:
-        pre = [
-            _with_rows(evaluate_check(session, c, window, now=now), sprint, window)
-            for c in gate.preconditions
-        ]
-        ver = [
-            _with_rows(evaluate_check(session, c, window, now=now), sprint, window)
-            for c in gate.verification
-        ]
+        pre = [evaluate(c) for c in gate.preconditions]
+        ver = [evaluate(c) for c in gate.verification]
         gates.append(
             GateResult(
                 stage=gate.stage,

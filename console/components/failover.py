@@ -17,7 +17,7 @@ from dash import dcc, html
 from console.components.html_attrs import data_attrs
 from console.components.ingest import format_timestamp
 from store.queries.failover import PHASES as FAILOVER_PHASES
-from store.queries.failover import RTO_TARGET_S, Freshness, RunDetail
+from store.queries.failover import RPO_TARGET_S, RTO_TARGET_S, Freshness, RunDetail
 
 PHASE_LABELS = {
     "started": "Started",
@@ -25,6 +25,13 @@ PHASE_LABELS = {
     "writable": "Writable (first write)",
     "traffic_shifted": "Traffic shifted",
     "complete": "Complete",
+}
+PHASE_COLOURS = {
+    "started": "#b91c1c",
+    "promoted": "#1f4e79",
+    "writable": "#15803d",
+    "traffic_shifted": "#b45309",
+    "complete": "#4b5563",
 }
 AT_RISK_SHARE = 0.8
 STALE_AFTER_S = 30.0
@@ -149,8 +156,98 @@ def phase_timeline(detail: RunDetail) -> html.Ol:
     return html.Ol(items, className="failover-timeline")
 
 
+def timeline_figure(detail: RunDetail, *, now: datetime) -> go.Figure:
+    """The run on a time axis (Gantt-like): one bar per phase span, the RTO clock against its
+    target, and every reached phase marked with a line."""
+    started = detail.phases.get("started", detail.started_at)
+    end = detail.ended_at or now
+    fig = go.Figure()
+    reached = [(p, detail.phases[p]) for p in FAILOVER_PHASES if p in detail.phases]
+    for (phase, at), nxt in zip(reached, [*reached[1:], None], strict=True):
+        until = nxt[1] if nxt is not None else (None if phase == "complete" else end)
+        if until is None or until <= at:
+            continue
+        fig.add_trace(
+            go.Bar(
+                base=[at],
+                x=[(until - at).total_seconds() * 1000],
+                y=["Phases"],
+                orientation="h",
+                name=PHASE_LABELS[phase],
+                marker={"color": PHASE_COLOURS[phase]},
+                hovertemplate=f"{PHASE_LABELS[phase]}: {duration((until - at).total_seconds())}"
+                "<extra></extra>",
+            )
+        )
+    clock_end = detail.phases.get("writable") or end
+    clock_s = max(0.0, (clock_end - started).total_seconds())
+    status = _status(clock_s, detail.rto_target_s, final=detail.rto_s is not None)
+    fig.add_trace(
+        go.Bar(
+            base=[started],
+            x=[clock_s * 1000],
+            y=["RTO clock"],
+            orientation="h",
+            name=f"RTO {duration(clock_s)} ({STATUS_TEXT[status]})",
+            marker={"color": "#b91c1c" if status == "missed" else "#1f4e79"},
+            hovertemplate=f"RTO {duration(clock_s)}<extra></extra>",
+        )
+    )
+    target_at = started + pd.Timedelta(seconds=detail.rto_target_s)
+    fig.add_shape(
+        type="line",
+        x0=target_at,
+        x1=target_at,
+        y0=0,
+        y1=1,
+        yref="paper",
+        line={"color": "#b91c1c", "dash": "dash"},
+    )
+    fig.add_annotation(
+        x=target_at,
+        y=0,
+        yref="paper",
+        text=f"RTO target {duration(detail.rto_target_s)}",
+        showarrow=False,
+        yanchor="bottom",
+        font={"size": 9, "color": "#b91c1c"},
+    )
+    for phase, at in reached:
+        fig.add_shape(
+            type="line",
+            x0=at,
+            x1=at,
+            y0=0,
+            y1=1,
+            yref="paper",
+            line={"color": PHASE_COLOURS[phase], "width": 1, "dash": "dot"},
+        )
+        fig.add_annotation(
+            x=at,
+            y=1,
+            yref="paper",
+            text=PHASE_LABELS[phase],
+            showarrow=False,
+            textangle=-30,
+            xanchor="left",
+            yanchor="bottom",
+            font={"size": 9, "color": PHASE_COLOURS[phase]},
+        )
+    fig.update_layout(
+        title={"text": f"Timeline of {detail.run_key}", "font": {"size": 13}},
+        barmode="overlay",
+        margin={"l": 70, "r": 10, "t": 60, "b": 30},
+        height=220,
+        xaxis={"type": "date"},
+        yaxis={"categoryorder": "array", "categoryarray": ["RTO clock", "Phases"]},
+        legend={"orientation": "h", "y": -0.25},
+        template="plotly_white",
+    )
+    return fig
+
+
 def lag_figure(detail: RunDetail) -> go.Figure:
-    """Replication lag before promotion, with the start (and promotion) marked."""
+    """Replication lag before promotion, with every reached phase marked."""
     fig = go.Figure()
     lag = detail.lag
     if not lag.empty:
@@ -158,10 +255,11 @@ def lag_figure(detail: RunDetail) -> go.Figure:
             fig.add_trace(
                 go.Scatter(x=part["ts"], y=part["lag_s"], name=str(replica), mode="lines+markers")
             )
-    for phase, colour in (("started", "#b91c1c"), ("promoted", "#1f4e79")):
+    for phase in FAILOVER_PHASES:
         at = detail.phases.get(phase)
         if at is None:
             continue
+        colour = PHASE_COLOURS[phase]
         fig.add_shape(
             type="line",
             x0=at,
@@ -219,7 +317,7 @@ def _cell(value: Any) -> str:
 
 
 def history_table(runs: pd.DataFrame, *, selected: str | None) -> html.Table | html.P:
-    """Every run, newest first, with RTO/RPO verdicts and links to its page and JSON."""
+    """Every run, newest first, with RTO and RPO badges and links to its page and JSON."""
     if runs.empty:
         return html.P("No failover runs recorded", className="qd-empty")
     rows = []
@@ -228,6 +326,7 @@ def history_table(runs: pd.DataFrame, *, selected: str | None) -> html.Table | h
         rpo = None if _cell(r["rpo_s"]) == "—" else float(r["rpo_s"])
         key = str(r["run_key"])
         verdict = _status(rto, RTO_TARGET_S, final=True)
+        rpo_verdict = _status(rpo, RPO_TARGET_S, final=True)
         rows.append(
             html.Tr(
                 [
@@ -245,7 +344,18 @@ def history_table(runs: pd.DataFrame, *, selected: str | None) -> html.Table | h
                         ],
                         className="qd-num",
                     ),
-                    html.Td(duration(rpo), className="qd-num"),
+                    html.Td(
+                        [
+                            duration(rpo),
+                            " ",
+                            html.Span(
+                                STATUS_TEXT[rpo_verdict] if rpo is not None else "—",
+                                className=f"qd-badge {STATUS_CLASS[rpo_verdict]} failover-badge",
+                            ),
+                        ],
+                        className="qd-num",
+                        **data_attrs(rpo_status=rpo_verdict),
+                    ),
                     html.Td("in progress" if _cell(r["ended_at"]) == "—" else "complete"),
                     html.Td(html.A("JSON", href=f"/api/failover/runs/{key}")),
                 ],
@@ -292,8 +402,12 @@ def failover_view(
     *,
     now: datetime,
     live: bool,
+    unknown: str | None = None,
 ) -> html.Div:
-    """The page body: the shown run (live or selected) and the history of runs."""
+    """The page body: the shown run (live or selected) and the history of runs.
+
+    ``unknown`` is a `?run=` key that names no run: said above the live run, never hidden.
+    """
     history = html.Section(
         [
             html.H2("History", className="qd-h"),
@@ -301,9 +415,19 @@ def failover_view(
         ],
         className="qd-section",
     )
+    missing = (
+        html.P(
+            f"No run {unknown} is recorded; showing the live run instead.",
+            className="qd-error failover-unknown-run",
+            role="status",
+        )
+        if unknown
+        else None
+    )
     if detail is None:
         return html.Div(
             [
+                missing,
                 freshness_line(fresh, now=now, in_progress=False),
                 html.P(
                     "No failover run yet. Start a drill here or with "
@@ -336,15 +460,26 @@ def failover_view(
     )
     return html.Div(
         [
+            missing,
             heading,
             freshness_line(fresh, now=now, in_progress=detail.in_progress),
             html.Div([rto_clock(detail), rpo_panel(detail)], className="qd-goals"),
             html.Section(
-                [html.H2("Phases", className="qd-h"), phase_timeline(detail)],
+                [
+                    html.H2("Phases", className="qd-h"),
+                    dcc.Graph(
+                        figure=timeline_figure(detail, now=now),
+                        config={"displaylogo": False, "responsive": True},
+                        className="failover-timeline-graph",
+                    ),
+                    phase_timeline(detail),
+                ],
                 className="qd-section",
             ),
             html.Section(
-                dcc.Graph(figure=lag_figure(detail), config={"displaylogo": False}),
+                dcc.Graph(
+                    figure=lag_figure(detail), config={"displaylogo": False, "responsive": True}
+                ),
                 className="qd-section",
             ),
             html.Section(

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import plotly.graph_objects as go
 from dash import dcc, html
@@ -19,6 +20,7 @@ from dash import dcc, html
 from console.components.html_attrs import aria_attrs, data_attrs
 from store.goals import CheckResult, GateResult, TrendPoint, with_unit
 from store.metrics import Window
+from store.queries.failover import latest_run_key
 
 STATUSES = ("met", "at_risk", "missed", "no_data")
 STATUS_LABELS = {"met": "MET", "at_risk": "AT RISK", "missed": "MISSED", "no_data": "NO DATA"}
@@ -176,6 +178,23 @@ def area_link(path: str, pages: Mapping[str, PageRef]) -> html.Span | dcc.Link:
     )
 
 
+RUN_METRICS = ("failover.rto", "failover.rpo")
+
+
+def goal_link(result: CheckResult, pages: Mapping[str, PageRef]) -> html.Span | dcc.Link:
+    """The area link; a failover RTO/RPO card names its run and opens it (`?run=<key>`)."""
+    key = latest_run_key(result.detail) if result.metric in RUN_METRICS else None
+    page = pages.get(result.page)
+    if key is None or page is None:
+        return area_link(result.page, pages)
+    return dcc.Link(
+        f"{page.name}: {key} →",
+        href=f"{page.href}?run={quote(key)}",
+        className="qd-area-link qd-run-link",
+        title="The run this number comes from",
+    )
+
+
 def goal_card(result: CheckResult, *, pages: Mapping[str, PageRef]) -> html.Article:
     """One goal: status, value against target, samples, daily trend, reason, definition, area."""
     status_class = STATUS_CLASSES.get(result.status, STATUS_CLASSES["no_data"])
@@ -225,7 +244,7 @@ def goal_card(result: CheckResult, *, pages: Mapping[str, PageRef]) -> html.Arti
             html.Div(
                 [
                     html.Details(definition, className="qd-goal-definition"),
-                    area_link(result.page, pages),
+                    goal_link(result, pages),
                 ],
                 className="qd-goal-foot",
             ),

@@ -111,7 +111,8 @@ def show_failover(
             ),
             dash.no_update,
         )
-    body = view.failover_view(detail, runs, fresh, now=now, live=live)
+    unknown = selected if selected and live else None
+    body = view.failover_view(detail, runs, fresh, now=now, live=live, unknown=unknown)
     return body, now.isoformat()
 
 

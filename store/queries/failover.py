@@ -178,6 +178,18 @@ def _latest_run_value(runs: pd.DataFrame, column: str) -> MetricValue:
     )
 
 
+LATEST_RUN_PREFIX = "latest: "
+"""How `_latest_run_value` names the run behind an RTO/RPO value in its detail."""
+
+
+def latest_run_key(detail: str) -> str | None:
+    """The run key an RTO/RPO goal's detail names (``latest: <key> (…)``), else None."""
+    if not detail.startswith(LATEST_RUN_PREFIX):
+        return None
+    key = detail.removeprefix(LATEST_RUN_PREFIX).split(" ", 1)[0]
+    return key or None
+
+
 def _rto(session: Session, window: Window, agg: str, params: dict[str, Any]) -> MetricValue:
     return _latest_run(session, window, params, "rto_s")
 

@@ -31,7 +31,7 @@ from console.context import AppContext
 from console.http.policy import make_blueprint
 from store.db import session_factory
 from store.models import BundleRevision, OpaDecision, OpaStatusReport
-from tests.conftest import FIXED_NOW, PROJECT_ROOT, FakeClock, make_settings, peer_missing
+from tests.conftest import CAPTURES, FIXED_NOW, FakeClock, make_settings, peer_missing
 from tests.peers_actions import (
     BUNDLE,
     REV_1,
@@ -320,7 +320,7 @@ def test_a_stale_resource_version_gets_the_api_servers_409(
 
 # -- verify against real OPA status reports -----------------------------------------------------
 
-STATUS = PROJECT_ROOT.parent / "shared" / "reference" / "captures" / "opa-wire" / "status"
+STATUS = CAPTURES / "opa-wire" / "status"
 STATUS_TOKEN = "qd-test-bearer-token-not-secret"  # the captures' credentials.bearer token
 ACTIVE = "2026.12.01-r1"  # what every captured report has active for bundle `acme`
 

@@ -38,9 +38,8 @@ from console.context import AppContext
 from console.http.policy import make_blueprint
 from store.db import session_factory
 from store.models import OpaDecision
-from tests.conftest import PROJECT_ROOT, make_settings, peer_missing
+from tests.conftest import CAPTURES, make_settings, peer_missing
 
-CAPTURES = PROJECT_ROOT.parent / "shared" / "reference" / "captures"
 BUNDLE = CAPTURES / "opa-bundles" / "bundles" / "hs256.tar.gz"
 WIRE = CAPTURES / "opa-wire"
 RECEIVED = datetime(2026, 12, 1, 16, 5, tzinfo=UTC)

@@ -32,17 +32,17 @@ from collectors.bundles import (
     sign_files,
     verify_bundle,
 )
-from tests.conftest import PROJECT_ROOT, peer_missing
+from tests.conftest import CAPTURES, PROJECT_ROOT, peer_missing
 
-CAPTURES = PROJECT_ROOT.parent / "shared" / "reference" / "captures" / "opa-bundles"
+BUNDLE_CAPTURES = CAPTURES / "opa-bundles"
 REVISION = "2026.12.01-r1"
 
 
 @pytest.fixture(scope="module")
 def captured() -> Path:
-    if not (CAPTURES / "verify" / "results.json").is_file():
-        peer_missing(f"the OPA bundle captures are not at {CAPTURES}")
-    return CAPTURES
+    if not (BUNDLE_CAPTURES / "verify" / "results.json").is_file():
+        peer_missing(f"the OPA bundle captures are not at {BUNDLE_CAPTURES}")
+    return BUNDLE_CAPTURES
 
 
 def _keys(root: Path) -> dict[str, VerificationKey]:
@@ -56,7 +56,7 @@ def _keys(root: Path) -> dict[str, VerificationKey]:
 
 
 def _cases() -> list[dict[str, Any]]:
-    path = CAPTURES / "verify" / "results.json"
+    path = BUNDLE_CAPTURES / "verify" / "results.json"
     return json.loads(path.read_text()) if path.is_file() else []
 
 

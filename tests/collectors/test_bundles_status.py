@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from collectors.opa import ingest_status
 from store.models import BundlePin, OpaStatusReport
 from store.queries.policy import StaleRule, delivery_frame, drift_frame
-from tests.conftest import PROJECT_ROOT, peer_missing
+from tests.conftest import CAPTURES, peer_missing
 
-STATUS = PROJECT_ROOT.parent / "shared" / "reference" / "captures" / "opa-wire" / "status"
+STATUS = CAPTURES / "opa-wire" / "status"
 T0 = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
 
 

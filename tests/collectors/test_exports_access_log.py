@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from collectors import exports
 from store.models import ExportEvent, IngestReject
+from tests.conftest import CAPTURES
 
 T = datetime(2025, 11, 12, 10, tzinfo=UTC)
 ROUTES = re.compile(r"^/exports/")
@@ -125,17 +125,17 @@ def test_access_log_outside_the_routes_is_ignored_and_bad_lines_dead_lettered(en
 
 
 # --------------------------------------------------------------------------------------------
-# Byte-exact NGINX 1.22 captures (../shared/reference/captures/nginx): three formats, two statuses
+# Byte-exact NGINX 1.22 captures (tests/captures/nginx): three formats, two statuses
 # --------------------------------------------------------------------------------------------
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "captures" / "nginx"
+NGINX_CAPTURES = CAPTURES / "nginx"
 
 
 @pytest.mark.parametrize("run", ["default-status", "status-429"])
 @pytest.mark.parametrize("fmt", ["combined", "upstreaminfo", "json"])
 def test_nginx_captures_are_read_in_every_format_and_reimports_add_nothing(engine, run, fmt):
-    seen = json.loads((CAPTURES / run / "client-results.json").read_text())
-    lines = (CAPTURES / run / f"{fmt}.log").read_text(encoding="utf-8").splitlines()
+    seen = json.loads((NGINX_CAPTURES / run / "client-results.json").read_text())
+    lines = (NGINX_CAPTURES / run / f"{fmt}.log").read_text(encoding="utf-8").splitlines()
     with Session(engine) as session, session.begin():
         first = exports.import_access_log(session, lines, received_at=T, fmt=fmt)
     with Session(engine) as session, session.begin():
@@ -163,7 +163,9 @@ def test_nginx_captures_are_read_in_every_format_and_reimports_add_nothing(engin
 
 
 def test_a_line_in_another_format_is_a_redacted_dead_letter_not_a_crash(engine):
-    lines = (CAPTURES / "status-429" / "combined.log").read_text(encoding="utf-8").splitlines()
+    lines = (
+        (NGINX_CAPTURES / "status-429" / "combined.log").read_text(encoding="utf-8").splitlines()
+    )
     with Session(engine) as session, session.begin():
         done = exports.import_access_log(session, lines[:5], received_at=T, fmt="upstreaminfo")
     with Session(engine) as session:

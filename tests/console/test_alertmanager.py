@@ -1,5 +1,5 @@
 """Alertmanager into incidents: the byte-exact webhook captures of a real Alertmanager 0.25
-(../shared/reference/captures/alertmanager), and the whole path live — generated rules checked
+(tests/captures/alertmanager), and the whole path live — generated rules checked
 by `promtool`, loaded into a real Prometheus 2.42 whose synthetic counters make FastBurn fire,
 delivered by a real Alertmanager to the console as an open incident, then resolved."""
 
@@ -29,11 +29,11 @@ from store.models.reliability import IncidentAlert
 from store.queries.reliability import incidents_with_alerts, timeline_frame
 from store.slo import dump_yaml, load_slos, rule_groups
 from tests.collectors.test_sli_live import gateway_slo, start_slo_peer
-from tests.conftest import free_port, make_settings, peer_missing
+from tests.conftest import CAPTURES, free_port, make_settings, peer_missing
 from tests.console.test_egress_http import serve
 from tests.peers_traffic import wait_until
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared/reference/captures/alertmanager"
+AM_CAPTURES = CAPTURES / "alertmanager"
 TOKEN = "am-test-webhook-token-not-secret"  # the token of the captured http_config
 
 
@@ -59,8 +59,8 @@ def client(am_ctx: AppContext) -> flask.testing.FlaskClient:
 
 
 def capture(run: str, name: str) -> tuple[bytes, dict[str, str]]:
-    body = (CAPTURES / run / f"{name}.body.json").read_bytes()
-    request = json.loads((CAPTURES / run / f"{name}.request.json").read_text())
+    body = (AM_CAPTURES / run / f"{name}.body.json").read_bytes()
+    request = json.loads((AM_CAPTURES / run / f"{name}.request.json").read_text())
     headers = {k: v for k, v in request["headers"] if k in ("Authorization", "Content-Type")}
     return body, headers
 

@@ -250,3 +250,79 @@ def test_failover_freshness_says_stale_since_when_a_running_drill_goes_quiet() -
 
     assert "Stale since 2026-03-02T11:58:00Z — last failure: primary unreachable" in running
     assert "Stale since" not in finished and "Latest data at 2026-03-02T11:58:00Z" in finished
+
+
+def test_overview_failover_cards_name_the_run_they_measure(demo_ctx) -> None:
+    create_app(demo_ctx)
+    from console.pages import overview
+
+    board = json.loads(text_of(overview.show_board("sprint-27", "sprint")))
+
+    def links(node: Any) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        if isinstance(node, dict):
+            props = node.get("props", {})
+            if isinstance(props, dict) and "qd-run-link" in str(props.get("className", "")):
+                found.append((str(props["href"]), str(props["children"])))
+            for v in node.values():
+                found += links(v)
+        elif isinstance(node, list):
+            for v in node:
+                found += links(v)
+        return found
+
+    run_links = links(board)
+    assert run_links, "no failover card names its run"
+    assert {href for href, _ in run_links} == {"/failover?run=stage-drill-20251119T140000Z"}
+    assert all("stage-drill-20251119T140000Z" in text for _, text in run_links)
+
+
+def test_latest_run_key_reads_only_the_latest_detail() -> None:
+    from store.queries.failover import latest_run_key
+
+    assert latest_run_key("latest: stage-drill-1 (2 measured)") == "stage-drill-1"
+    assert latest_run_key("no failover runs") is None
+    assert latest_run_key("latest: ") is None
+
+
+def test_history_badges_the_rpo_miss_of_the_13_november_run(demo_ctx) -> None:
+    from store.queries.failover import list_runs
+
+    with demo_ctx.session() as session:
+        runs = list_runs(session)
+    table = view.history_table(runs, selected=None)
+
+    assert has_props(table, data_run="stage-drill-20251113T150000Z")
+    assert has_props(table, data_rpo_status="missed")  # RPO 6 min 51 s against 5 min
+    assert has_props(table, data_rpo_status="met")  # the 19 November run
+    assert "6 min 51 s" in text_of(table)
+
+
+def test_named_run_has_a_timeline_with_every_phase_and_the_rto_clock(demo_ctx) -> None:
+    from store.queries.failover import get_run
+
+    now = datetime(2025, 11, 24, tzinfo=UTC)
+    with demo_ctx.session() as session:
+        run = get_run(session, "stage-drill-20251113T150000Z", now=now)
+    assert run is not None
+
+    fig = view.timeline_figure(run, now=now)
+    marked = {a.text for a in fig.layout.annotations}
+    names = [t.name for t in fig.data]
+
+    assert {view.PHASE_LABELS[p] for p in run.phases} <= marked
+    assert len(run.phases) == 5 and "RTO target 10 min 00 s" in marked
+    assert any(n.startswith("RTO 14 min") and "MISSED" in n for n in names)
+    assert "Timeline of stage-drill-20251113T150000Z" in fig.layout.title.text
+    lag_marks = {a.text for a in view.lag_figure(run).layout.annotations}
+    assert lag_marks == set(run.phases)  # every reached phase, not only two
+
+
+def test_unknown_run_in_the_query_string_is_said_not_hidden(demo_ctx) -> None:
+    create_app(demo_ctx)
+    from console.pages import failover
+
+    body, _ = failover.show_failover(0, None, "stage-drill-nope", None)
+
+    assert "No run stage-drill-nope is recorded" in text_of(body)
+    assert "stage-drill-20251119T140000Z" in text_of(body)

@@ -27,7 +27,7 @@ from console.http.policy import make_blueprint
 from store.db import make_engine, session_factory
 from store.migrate import upgrade
 from store.models import BundlePin, IngestReject, OpaDecision, OpaStatusReport, SyncRun
-from tests.conftest import FIXED_NOW, FakeClock, make_settings
+from tests.conftest import CAPTURES, FIXED_NOW, FakeClock, make_settings
 
 TOKEN = "opa-test-token-8c1f"
 NOW = FIXED_NOW  # a fixed past instant: nothing here may depend on when the suite runs
@@ -467,7 +467,7 @@ def assert_poison_chunk_round_trip(receiver: Receiver) -> None:
 # Replay: every decision-log POST a real OPA 1.9 sent, byte-exact (gzip) with its own headers
 # --------------------------------------------------------------------------------------------
 
-WIRE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "captures" / "opa-wire"
+WIRE = CAPTURES / "opa-wire"
 CAPTURED_TOKEN = "qd-test-bearer-token-not-secret"
 
 

@@ -32,13 +32,13 @@ from sqlalchemy import Engine, func, select, text
 
 from store.models import OpaDecision
 from store.models.scale import Lease
-from tests.conftest import PgTemplate, _pg_schema_engine, free_port, peer_missing
+from tests.conftest import CAPTURES, PgTemplate, _pg_schema_engine, free_port, peer_missing
 
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-CAPTURES = ROOT.parent / "shared" / "reference" / "captures" / "opa-wire" / "decision-logs"
+DECISION_LOGS = CAPTURES / "opa-wire" / "decision-logs"
 REDIS_URL = "redis://127.0.0.1:6379/15"
 TOKEN = "scale-out-test-token"  # a test bearer token, not a secret of any deployment
 SECRET = "scale-out-test-secret-key-0123456789"
@@ -228,7 +228,7 @@ def test_two_collector_replicas_poll_once_and_hand_over_when_the_leader_dies(
 
 
 def _decisions_body() -> tuple[bytes, int]:
-    raw = (CAPTURES / "event-buffer-queries.json.gz").read_bytes()
+    raw = (DECISION_LOGS / "event-buffer-queries.json.gz").read_bytes()
     events = json.loads(gzip.decompress(raw))
     return raw, len({e["decision_id"] for e in events})
 

@@ -119,3 +119,16 @@ def test_simulator_runs_only_in_demo_mode(tmp_path) -> None:
         for stop in stops:
             stop()
         ctx.engine.dispose()
+
+
+def test_ingress_5xx_share_is_named_apart_from_the_download_5xx_goal(demo_ctx) -> None:
+    create_app(demo_ctx)
+    from console.pages import traffic
+
+    body = text_of(traffic.show_traffic("range", 0, "sprint-27", "sprint"))
+
+    assert view.MEASURE_NAME in body and "not a plan goal" in body
+    assert "exports.download_5xx" in body and '"href": "/egress"' in body
+    # no goal-status words on a measure that is not a goal
+    assert "MISSED" not in body and '"MET"' not in body
+    assert "ABOVE 0" in body or "ZERO" in body

@@ -221,3 +221,64 @@ def test_every_metric_is_registered_explicitly_with_a_definition():
         assert metric.definition and "  " not in metric.definition
         assert metric.fn.__module__ == metric.daily.__module__
         assert metric.fn.__module__.startswith("store.queries.")
+
+
+def test_the_prod_gate_turns_ready_once_its_preconditions_hold_today(engine, tmp_path):
+    """Issue 15: approvals and soak read "now" (injected), not the sprint window that ended."""
+    from actions.base import ActionPolicy, Actor
+    from actions.bundle_pin import PinConfig, PinOpaBundle, RegistryPins
+    from actions.registry import ActionService
+    from store.db import session_factory, session_scope
+    from store.goals import evaluate_gates
+    from store.models import BundlePin
+    from tests.conftest import FakeClock
+    from tests.peers_actions import BUNDLE, REV_2, register_revisions, report_status
+
+    sprint = load_sprint(SPRINT_FILE)
+    today = sprint.window.end + timedelta(days=40)  # the sprint is long over
+    clock = FakeClock(today)
+    svc = ActionService(
+        [PinOpaBundle([RegistryPins(clock=clock)], lambda r: None, PinConfig(), clock=clock)],
+        ActionPolicy(),
+        clock=clock,
+    )
+
+    def prod_gate(session: Session, at: datetime):
+        return next(g for g in evaluate_gates(session, sprint, now=at) if g.stage == "prod")
+
+    with session_scope(session_factory(engine)) as session:
+        register_revisions(session, tmp_path, added_at=today - timedelta(days=10))
+        session.add(
+            BundlePin(
+                bundle=BUNDLE,
+                environment="stage",
+                revision=REV_2,
+                pinned_at=today - timedelta(days=3),
+                pinned_by="sam",
+                reason="soak",
+            )
+        )
+        report_status(session, "stage", ["stage-opa-1"], REV_2, at=today - timedelta(days=3))
+        report_status(session, "stage", ["stage-opa-1"], REV_2, at=today - timedelta(minutes=1))
+        before = prod_gate(session, today)
+        planned = svc.plan(
+            session,
+            Actor("sam", frozenset({"sre"})),
+            "opa.pin-bundle",
+            {"bundle": BUNDLE, "revision": REV_2},
+            "prod",
+        )
+        assert planned.plan is not None
+        approved = svc.approve(session, Actor("cara", frozenset({"captain"})), planned.plan.plan_id)
+        assert approved.ok, approved.message
+        after = prod_gate(session)
+        clock.now = today + timedelta(days=2)  # two days later the approval is no longer "today"
+        later = next(g for g in evaluate_gates(session, sprint, now=clock.now) if g.stage == "prod")
+
+    soak = {c.id: c for c in before.preconditions}["stage-soak-48h"]
+    assert soak.status == "met" and soak.value == pytest.approx(72.0)  # as of now, not Nov 24
+    assert not before.ready
+    assert {c.id: c.status for c in before.preconditions}["prod-approvals"] == "no_data"
+    assert after.ready, [(c.id, c.reason) for c in after.preconditions]
+    assert {c.id: c.value for c in after.preconditions}["prod-approvals"] == 1
+    assert not later.ready
