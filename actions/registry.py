@@ -173,10 +173,29 @@ class ActionService:
     def is_production(self, environment: str) -> bool:
         return environment in self.policy.production_environments
 
-    def lock_holder(self, session: Session, target: str, *, at: datetime) -> ActionLock | None:
-        """Return the unexpired lock on ``target``, if any."""
+    def lock_holder(
+        self, session: Session, target: str, *, at: datetime, ignore: str | None = None
+    ) -> ActionLock | None:
+        """Return the lock on ``target`` that still blocks, if any.
+
+        A lock is stale, and never blocks, once it expired (`lock_ttl_s`) or its change ended:
+        its plan is no longer `applied` (verified, unverified, failed, rolled back), or
+        its verify deadline passed — then the change is concluded here (`unverified` unless
+        observed) and the lock released. ``ignore`` names a plan whose lock does not count (a
+        rollback's own original).
+        """
         lock = session.scalar(select(ActionLock).where(ActionLock.target == target))
-        if lock is None or lock.expires_at <= at:
+        if lock is None or _aware(lock.expires_at) <= at or lock.plan_id == ignore:
+            return None
+        holder = self.get(session, lock.plan_id)
+        if holder is None:  # not a plan we can see: it blocks until it expires
+            return lock
+        if holder.status != "applied":
+            return None
+        deadline = holder.verify_deadline
+        if deadline is not None and _aware(deadline) <= at:  # one last look, then conclude
+            verdict = self.actions[holder.action].verify(session, _view(holder))
+            self._conclude(session, holder, "quarterdeck", verdict)
             return None
         return lock
 
@@ -407,7 +426,7 @@ class ActionService:
             return self._refuse(session, actor, slug, target_hint, environment, str(exc))
         now = self.clock()
         rules = list(proposal.rules)
-        lock = self.lock_holder(session, proposal.target, at=now)
+        lock = self.lock_holder(session, proposal.target, at=now, ignore=rollback_of)
         rules.append(
             RuleResult(
                 IN_FLIGHT_RULE,
@@ -719,12 +738,12 @@ class ActionService:
 
     def _take_lock(self, session: Session, plan: ActionPlan, actor: Actor, now: datetime) -> bool:
         expires = now + timedelta(seconds=self.policy.lock_ttl_s)
-        existing = session.scalar(select(ActionLock).where(ActionLock.target == plan.target))
-        if existing is not None:
-            if existing.expires_at > now and existing.plan_id != plan.plan_id:
-                return False
-            session.delete(existing)
-            session.flush()
+        holder = self.lock_holder(session, plan.target, at=now, ignore=plan.rollback_of)
+        if holder is not None and holder.plan_id != plan.plan_id:
+            return False
+        # Whatever lock is left is stale, this plan's own, or the one its rollback takes over.
+        session.execute(delete(ActionLock).where(ActionLock.target == plan.target))
+        session.flush()
         try:
             with session.begin_nested():
                 session.add(
@@ -766,10 +785,22 @@ class ActionService:
             return Response(plan.status == "verified", f"plan {plan_id} is {plan.status}", plan)
         verdict = self.actions[plan.action].verify(session, _view(plan))
         now = self.clock()
-        if verdict is None and plan.verify_deadline and now < plan.verify_deadline:
+        if verdict is None and plan.verify_deadline and now < _aware(plan.verify_deadline):
             return Response(False, "waiting for the change to be observed", plan)
+        self._conclude(session, plan, actor.name, verdict)
+        message = (
+            "verified"
+            if verdict
+            else "not observed within the timeout: unverified, rollback offered"
+        )
+        return Response(bool(verdict), message, plan)
+
+    def _conclude(
+        self, session: Session, plan: ActionPlan, actor: str, verdict: bool | None
+    ) -> None:
+        """End an applied change: `verified` when observed, else `unverified`; release its lock."""
         plan.status = "verified" if verdict else "unverified"
-        self._release(session, plan.target, plan_id)
+        self._release(session, plan.target, plan.plan_id)
         self._audit(
             session,
             actor,
@@ -777,14 +808,8 @@ class ActionService:
             plan.target,
             plan.environment,
             plan.status,
-            plan_id=plan_id,
+            plan_id=plan.plan_id,
         )
-        message = (
-            "verified"
-            if verdict
-            else "not observed within the timeout: unverified, rollback offered"
-        )
-        return Response(bool(verdict), message, plan)
 
     # -- rollback -------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from store.db import session_factory, session_scope
 from store.models import ActionAudit, BundlePin, BundleRevision
 from store.models.actions import ActionApproval, ActionLock
 from tests.conftest import FIXED_NOW, FakeClock
-from tests.peers_actions import BUNDLE, REV_2, register_revisions, report_status
+from tests.peers_actions import BUNDLE, REV_1, REV_2, register_revisions, report_status
 
 VIEWER = Actor("vic", frozenset({"viewer"}))
 SRE = Actor("sam", frozenset({"sre"}))
@@ -30,6 +30,7 @@ ADMIN = Actor("ada", frozenset({"admin"}))
 # expiry depends on how fast the suite runs or on the machine's clock.
 NOW = FIXED_NOW
 PARAMS = {"bundle": BUNDLE, "revision": REV_2}
+BACK = {"bundle": BUNDLE, "revision": REV_1}  # the next change on the same target
 
 
 @pytest.fixture
@@ -215,3 +216,99 @@ def test_a_rehearsal_leaves_the_plan_open_for_approval_and_the_inbox_shows_it(
     }
     assert approved.ok, approved.message
     assert svc.inbox(session, CAPTAIN) == []
+
+
+def _applied_unobserved_prod_pin(session: Session, svc: ActionService) -> str:
+    """A prod pin r1 → r2 applied live that no prod OPA has reported yet: it holds the lock."""
+    session.add(
+        BundlePin(
+            bundle=BUNDLE,
+            environment="prod",
+            revision=REV_1,
+            pinned_at=NOW - timedelta(days=20),
+            pinned_by="ada",
+            reason="first pin",
+        )
+    )
+    session.flush()
+    planned = svc.plan(session, SRE, "opa.pin-bundle", PARAMS, "prod")
+    assert planned.plan is not None
+    assert svc.approve(session, CAPTAIN, planned.plan.plan_id).ok
+    applied = svc.apply(session, SRE, planned.plan.plan_id, reason="ship", live=True)
+    assert applied.ok and planned.plan.status == "applied", applied.message
+    return planned.plan.plan_id
+
+
+def test_verify_releases_the_lock_and_the_next_pin_is_not_blocked(
+    session: Session, svc: ActionService
+) -> None:
+    plan_id = _applied_unobserved_prod_pin(session, svc)
+    held = svc.plan(session, SRE, "opa.pin-bundle", BACK, "prod")
+    report_status(session, "prod", ["prod-opa-1"], REV_2, at=NOW)
+    verified = svc.verify(session, SRE, plan_id)
+    after = svc.plan(session, SRE, "opa.pin-bundle", BACK, "prod")
+
+    assert "no-change-in-flight" in held.blocked_by
+    assert verified.ok and verified.plan is not None and verified.plan.status == "verified"
+    assert session.scalar(select(ActionLock)) is None
+    assert "no-change-in-flight" not in after.blocked_by
+
+
+def test_an_unobserved_change_ends_unverified_at_its_deadline_and_its_lock_stops_blocking(
+    session: Session, svc: ActionService
+) -> None:
+    plan_id = _applied_unobserved_prod_pin(session, svc)
+    clock = svc.clock
+    assert isinstance(clock, FakeClock)
+    clock.now = NOW + timedelta(seconds=svc.policy.verify_timeout_s + 1)  # lock TTL not reached
+    assert svc.policy.verify_timeout_s + 1 < svc.policy.lock_ttl_s
+
+    nobody_verified = svc.plan(session, SRE, "opa.pin-bundle", BACK, "prod")
+
+    first = svc.get(session, plan_id)
+    assert first is not None and first.status == "unverified"
+    assert "no-change-in-flight" not in nobody_verified.blocked_by
+    assert session.scalar(select(ActionLock)) is None
+    concluded = session.scalar(select(ActionAudit).where(ActionAudit.outcome == "unverified"))
+    assert concluded is not None and concluded.actor == "quarterdeck"
+    assert verify_chain(session).ok
+
+
+def test_a_lock_whose_change_ended_never_blocks(session: Session, svc: ActionService) -> None:
+    plan_id = _applied_unobserved_prod_pin(session, svc)
+    first = svc.get(session, plan_id)
+    assert first is not None
+    first.status = "failed"  # ended, but (say) a crash left its lock row behind
+    session.flush()
+
+    later = svc.plan(session, SRE, "opa.pin-bundle", BACK, "prod")
+
+    assert session.scalar(select(ActionLock)) is not None
+    assert "no-change-in-flight" not in later.blocked_by
+
+
+def test_a_rollback_is_not_blocked_by_the_lock_of_the_change_it_undoes(
+    session: Session, svc: ActionService
+) -> None:
+    plan_id = _applied_unobserved_prod_pin(session, svc)
+
+    rollback = svc.rollback(session, SRE, plan_id, reason="undo")
+
+    assert rollback.plan is not None, rollback.message
+    assert "no-change-in-flight" not in rollback.blocked_by
+    assert svc.approve(session, CAPTAIN, rollback.plan.plan_id).ok
+    clock = svc.clock
+    assert isinstance(clock, FakeClock)
+    clock.now = NOW + timedelta(minutes=1)  # still inside the first change's verify deadline
+    failed = [r["name"] for r in rollback.plan.rules if not r["passed"]]
+    applied = svc.apply(
+        session,
+        ADMIN if failed else SRE,
+        rollback.plan.plan_id,
+        reason="undo",
+        live=True,
+        override=failed or None,
+    )
+    assert applied.ok, applied.message
+    lock = session.scalar(select(ActionLock))
+    assert lock is not None and lock.plan_id == rollback.plan.plan_id  # taken over

@@ -95,7 +95,19 @@ def _widths(driver: Any) -> dict[str, Any]:
               const f = parseFloat(getComputedStyle(c.querySelector('.qd-goal-title')).fontSize);
               return {left: r.left, right: r.right, width: r.width, title_px: f};
             });
+            const inScrollBox = el => {
+              for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+                const o = getComputedStyle(a).overflowX;
+                if (o === 'auto' || o === 'scroll') return true;
+              }
+              return false;
+            };
+            const cut = [...document.querySelectorAll('body *')].filter(el => {
+              const r = el.getBoundingClientRect();
+              return r.width > 0 && r.right > window.innerWidth + 1 && !inScrollBox(el);
+            }).map(el => el.tagName + '.' + el.className);
             return {
+              cut: cut,
               inner: window.innerWidth,
               doc: document.documentElement.scrollWidth,
               body: document.body.scrollWidth,
@@ -125,6 +137,7 @@ def test_overview_fits_a_390_px_phone_without_sideways_scroll(
         assert sizes["inner"] == PHONE_WIDTH
         assert sizes["doc"] <= PHONE_WIDTH, sizes
         assert sizes["body"] <= PHONE_WIDTH, sizes
+        assert sizes["cut"] == []  # wider content scrolls inside its own box, never clipped
         assert len(sizes["cards"]) == 11
         for card in sizes["cards"]:
             assert card["left"] >= 0 and card["right"] <= PHONE_WIDTH, card
