@@ -581,3 +581,73 @@ def record_status_table(rows: list[dict[str, Any]]) -> html.Table:
 def weights_text(rows: list[dict[str, Any]]) -> str:
     """The form's weights field prefilled with the current weights (`us-east=50,us-west=50`)."""
     return ",".join(f"{r['region']}={r['weight']}" for r in rows)
+
+
+SIGNATURE_TEXT = {"verified": "SIGNED", "unsigned": "UNSIGNED", "invalid": "TAMPERED"}
+
+
+def pin_bundle_options(choices: list[dict[str, Any]], environment: str) -> list[dict[str, str]]:
+    """The pin form's bundles, each with what ``environment`` serves now."""
+    seen: dict[str, str | None] = {}
+    for c in choices:
+        seen.setdefault(c["bundle"], c["current"])
+    return [
+        {
+            "label": f"{b} (pinned in {environment}: {cur})"
+            if cur
+            else f"{b} (nothing pinned in {environment})",
+            "value": b,
+        }
+        for b, cur in seen.items()
+    ]
+
+
+def pin_revision_options(choices: list[dict[str, Any]], bundle: str | None) -> list[dict[str, str]]:
+    """The registered revisions of ``bundle`` with their signature verdict (newest first)."""
+    return [
+        {
+            "label": f"{c['revision']} — "
+            + SIGNATURE_TEXT.get(c["signature_status"], c["signature_status"].upper())
+            + (" · pinned now" if c["pinned"] else ""),
+            "value": c["revision"],
+        }
+        for c in choices
+        if c["bundle"] == bundle
+    ]
+
+
+def pin_choices_table(
+    choices: list[dict[str, Any]], bundle: str | None, environment: str
+) -> html.Table | html.P:
+    """The picked bundle's revisions: signature verdict and why, when added, pinned or not."""
+    rows = [c for c in choices if c["bundle"] == bundle]
+    if not bundle:
+        return html.P("Pick a bundle the registry knows.", className="qd-muted")
+    if not rows:
+        return html.P(f"No registered revision of {bundle}.", className="qd-muted")
+    body = [
+        html.Tr(
+            [
+                html.Td(c["revision"]),
+                html.Td(
+                    badge(
+                        SIGNATURE_TEXT.get(c["signature_status"], c["signature_status"].upper()),
+                        passed=c["signature_status"] == "verified",
+                    )
+                ),
+                html.Td(c["signature_detail"] or "—", className="qd-muted"),
+                html.Td(c["added_at"]),
+                html.Td(f"pinned in {environment}" if c["pinned"] else ""),
+            ],
+            **data_attrs(
+                revision=c["revision"],
+                signature=c["signature_status"],
+                pinned=str(c["pinned"]).lower(),
+            ),
+        )
+        for c in rows
+    ]
+    head = html.Thead(
+        html.Tr([html.Th(h) for h in ("Revision", "Signature", "Why", "Registered", "Pin")])
+    )
+    return html.Table([head, html.Tbody(body)], className="qd-table qd-pin-choices")

@@ -30,7 +30,7 @@ from console.callbacks import callback
 from console.components import actions as view
 from console.runtime import get_context
 from console.wiring import build_service
-from store.queries.actions import recent_plans
+from store.queries.actions import pin_choices, recent_plans
 
 dash.register_page(
     __name__, path="/actions", name="Actions", title="Quarterdeck — Actions", order=50
@@ -67,6 +67,7 @@ FORM_MESSAGE = "actions-form-message"
 WHO = "actions-who"
 INBOX = "actions-inbox"
 RECORD_STATUS = "actions-record-status"
+PIN_CHOICES = "actions-pin-choices"
 STEPS = "actions-steps"
 DEMO_HEALTH = "actions-demo-health"
 DEMO_MESSAGE = "actions-demo-message"
@@ -141,11 +142,25 @@ def layout(
                     ),
                     html.Div(
                         [
-                            _field("Bundle", dcc.Input(id=BUNDLE, value=bundle or "", type="text")),
+                            _field(
+                                "Bundle",
+                                dcc.Dropdown(
+                                    id=BUNDLE,
+                                    options=[bundle] if bundle else [],
+                                    value=bundle or None,
+                                    placeholder="Pick a bundle the registry knows",
+                                ),
+                            ),
                             _field(
                                 "Revision",
-                                dcc.Input(id=REVISION, value=revision or "", type="text"),
+                                dcc.Dropdown(
+                                    id=REVISION,
+                                    options=[revision] if revision else [],
+                                    value=revision or None,
+                                    placeholder="Pick a registered revision",
+                                ),
                             ),
+                            html.Div(id=PIN_CHOICES),
                             _field(
                                 "Provider",
                                 dcc.Dropdown(
@@ -274,8 +289,8 @@ def make_plan(
     env: str,
     record: str,
     weights: str,
-    bundle: str,
-    revision: str,
+    bundle: str | None,
+    revision: str | None,
     provider: str,
     reason: str | None,
     version: int | None,
@@ -287,7 +302,7 @@ def make_plan(
     params: dict[str, Any] = (
         {"record": record, "weights": weights}
         if kind == FLIP
-        else {"bundle": bundle, "revision": revision, "provider": provider}
+        else {"bundle": bundle or "", "revision": revision or "", "provider": provider}
     )
     context = get_context()
     with context.session() as session:
@@ -471,6 +486,32 @@ def record_status(record: str | None, weights: str | None) -> tuple[Any, Any]:
     except InvalidParams as exc:
         return view.message_box(str(exc), ok=False), no_update
     return view.record_status_table(rows), no_update if weights else view.weights_text(rows)
+
+
+@callback(
+    Output(BUNDLE, "options"),
+    Output(REVISION, "options"),
+    Output(PIN_CHOICES, "children"),
+    Input(ENV, "value"),
+    Input(BUNDLE, "value"),
+    Input(VERSION, "data"),
+    State(REVISION, "value"),
+)
+def pin_picker(
+    environment: str | None, bundle: str | None, _version: int, revision: str | None
+) -> tuple[Any, Any, Any]:
+    """The registry's bundles (with the environment's pin) and the picked bundle's revisions
+    with their signature verdicts (read-only)."""
+    environment = environment or "stage"
+    with get_context().session() as session:
+        choices = pin_choices(session, environment)
+    bundles = view.pin_bundle_options(choices, environment)
+    revisions = view.pin_revision_options(choices, bundle)
+    if bundle and bundle not in {o["value"] for o in bundles}:
+        bundles.append({"label": bundle, "value": bundle})
+    if revision and revision not in {o["value"] for o in revisions}:
+        revisions.append({"label": revision, "value": revision})
+    return bundles, revisions, view.pin_choices_table(choices, bundle, environment)
 
 
 def _demo_controls() -> Any:

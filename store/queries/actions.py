@@ -69,3 +69,35 @@ def pinned_revision(
     if revision is not None:
         session.expunge(revision)
     return name, revision
+
+
+def pin_choices(session: Session, environment: str) -> list[dict[str, Any]]:
+    """Every registered bundle revision for the pin form's picker, oldest bundle name first,
+    newest revision first: `bundle`, `revision`, `signature_status` (verified | unsigned |
+    invalid), `signature_detail`, `key_id`, `added_at` (ISO-8601 UTC), `pinned` (the revision
+    the newest pin of ``environment`` serves) and `current` (that revision, or None)."""
+    latest: dict[str, str] = {}
+    for pin in session.scalars(
+        select(BundlePin)
+        .where(BundlePin.environment == environment)
+        .order_by(BundlePin.pinned_at, BundlePin.id)
+    ):
+        latest[pin.bundle] = pin.revision  # ordered oldest first: the last one wins
+    rows = session.scalars(
+        select(BundleRevision).order_by(
+            BundleRevision.bundle, BundleRevision.added_at.desc(), BundleRevision.id.desc()
+        )
+    ).all()
+    return [
+        {
+            "bundle": r.bundle,
+            "revision": r.revision,
+            "signature_status": r.signature_status,
+            "signature_detail": r.signature_detail,
+            "key_id": r.key_id,
+            "added_at": r.added_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "pinned": latest.get(r.bundle) == r.revision,
+            "current": latest.get(r.bundle),
+        }
+        for r in rows
+    ]
