@@ -34,7 +34,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PG = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-CAPTURE = ROOT / "tests/captures/opa-wire/decision-logs/event-buffer-queries.json.gz"
+CAPTURE = ROOT / "captures/opa-wire/decision-logs/event-buffer-queries.json.gz"
 TOKEN = "bench-token"
 PHASE_S = 8.0
 

@@ -52,8 +52,8 @@ PG_ADMIN_URL = os.environ.get(
     "QUARTERDECK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = PROJECT_ROOT / "tests" / "captures"
-"""Byte-exact captures of real OPA 1.9, Alertmanager 0.25, NGINX 1.22 (tests/captures/README.md)."""
+CAPTURES = PROJECT_ROOT / "captures"
+"""Byte-exact captures of real OPA 1.9, Alertmanager 0.25, NGINX 1.22 (captures/README.md)."""
 
 #: The instant tests compute their times from (never the wall clock at import). It lies in the
 #: past, so code that still reads the real clock sees these rows as history, never the future.

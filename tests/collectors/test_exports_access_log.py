@@ -125,7 +125,7 @@ def test_access_log_outside_the_routes_is_ignored_and_bad_lines_dead_lettered(en
 
 
 # --------------------------------------------------------------------------------------------
-# Byte-exact NGINX 1.22 captures (tests/captures/nginx): three formats, two statuses
+# Byte-exact NGINX 1.22 captures (captures/nginx): three formats, two statuses
 # --------------------------------------------------------------------------------------------
 
 NGINX_CAPTURES = CAPTURES / "nginx"

@@ -1,5 +1,5 @@
 """Alertmanager into incidents: the byte-exact webhook captures of a real Alertmanager 0.25
-(tests/captures/alertmanager), and the whole path live — generated rules checked
+(captures/alertmanager), and the whole path live — generated rules checked
 by `promtool`, loaded into a real Prometheus 2.42 whose synthetic counters make FastBurn fire,
 delivered by a real Alertmanager to the console as an open incident, then resolved."""
 
