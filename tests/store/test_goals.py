@@ -271,7 +271,7 @@ def test_the_prod_gate_turns_ready_once_its_preconditions_hold_today(engine, tmp
         assert planned.plan is not None
         approved = svc.approve(session, Actor("cara", frozenset({"captain"})), planned.plan.plan_id)
         assert approved.ok, approved.message
-        after = prod_gate(session)
+        after = prod_gate(session, today + timedelta(hours=1))  # an hour after she approved
         clock.now = today + timedelta(days=2)  # two days later the approval is no longer "today"
         later = next(g for g in evaluate_gates(session, sprint, now=clock.now) if g.stage == "prod")
 
