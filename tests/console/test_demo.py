@@ -9,7 +9,7 @@ from console.context import AppContext
 from demo.seed import seed_demo
 from store.goals import evaluate_goals
 from store.migrate import upgrade
-from store.models import Base, OpaDecision, PullRequest, SyncRun
+from store.models import Base, CiRun, OpaDecision, PullRequest, SyncRun
 from tests.conftest import make_settings
 
 
@@ -45,12 +45,15 @@ def test_demo_is_skipped_when_already_seeded(demo_ctx):
 def test_failed_seed_leaves_the_store_as_it_was(tmp_path):
     ctx = AppContext.from_settings(make_settings(tmp_path))
     upgrade(ctx.engine)
-    with ctx.engine.begin() as conn:  # a store that breaks halfway through the seed
-        conn.execute(text("DROP TABLE slo_samples"))
-    with pytest.raises(Exception, match="slo_samples"):
+    # A store that breaks partway: GitHub and CI payloads are stored first, then the OPA status
+    # reports fail (failing there, before the bulk traffic, keeps the test quick).
+    with ctx.engine.begin() as conn:
+        conn.execute(text("DROP TABLE opa_status_reports"))
+    with pytest.raises(Exception, match="opa_status_reports"):
         seed_demo(ctx.engine)
     with ctx.session() as session:
         assert session.scalar(select(func.count()).select_from(PullRequest)) == 0
+        assert session.scalar(select(func.count()).select_from(CiRun)) == 0
         assert session.scalar(select(func.count()).select_from(OpaDecision)) == 0
         assert session.scalar(select(func.count()).select_from(SyncRun)) == 0
     assert "traffic_samples" in inspect(ctx.engine).get_table_names()
